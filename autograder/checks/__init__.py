@@ -1,0 +1,28 @@
+"""Checks that graded test cells call: one function per exercise.
+
+A test cell reads like `check_luong_attention(LuongAttention)`: the check
+compares the student's layer with the reference on fixed inputs after giving
+both the same weights, and says what is wrong when they differ.
+"""
+
+from autograder.checks.core import CheckFailed
+from autograder.checks.seq2seq import (
+    check_bahdanau_attention,
+    check_bahdanau_decoder_step,
+    check_concat_score,
+    check_dot_score,
+    check_general_score,
+    check_luong_attention,
+    check_masked_softmax,
+)
+
+__all__ = [
+    "CheckFailed",
+    "check_bahdanau_attention",
+    "check_bahdanau_decoder_step",
+    "check_concat_score",
+    "check_dot_score",
+    "check_general_score",
+    "check_luong_attention",
+    "check_masked_softmax",
+]

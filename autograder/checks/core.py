@@ -1,0 +1,293 @@
+"""The checking engine behind every graded test cell.
+
+A test cell calls one `check_*` function with the student's class or function.
+The check runs a list of cases. Each case builds the student's layer, gives it
+the same weights as the reference layer (weight injection: no random seed or
+initialiser order is ever involved), calls both on the same fixed inputs and
+compares the outputs on the positions that matter.
+
+When a case fails the check raises `CheckFailed` whose message says what was
+checked, the inputs, what was expected and what was received, and a hint. The
+hint comes from *mistake variants*: the same computation with one typical
+mistake built in (no mask, wrong softmax axis, ...). If the student's output
+matches a variant, the message names that mistake.
+
+`NotImplementedError` raised by an unfilled exercise passes through unchanged,
+so the untouched student notebook fails for exactly that reason.
+"""
+
+import contextlib
+import dataclasses
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Case",
+    "CheckFailed",
+    "Mistake",
+    "Tolerance",
+    "compare",
+    "fixed_array",
+    "run_cases",
+]
+
+# Test inputs and weights are O(1), so one tolerance serves every output. It
+# allows float32 everywhere (~1e-7 relative), and TF32 matmuls on recent GPUs
+# (inputs rounded to 10 mantissa bits, ~5e-4 relative each), with margin; the
+# mistakes the checks look for change outputs by 1e-1 or more.
+DEFAULT_RTOL = 5e-3
+DEFAULT_ATOL = 5e-3
+
+
+class CheckFailed(AssertionError):
+    """A check found the student's code wrong; the message says how."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """`|received - expected| <= atol + rtol * |expected|`, elementwise."""
+
+    rtol: float = DEFAULT_RTOL
+    atol: float = DEFAULT_ATOL
+
+    def describe(self):
+        return f"atol={self.atol:g} + rtol={self.rtol:g} * |expected|"
+
+
+@dataclasses.dataclass(frozen=True)
+class Mistake:
+    """A typical mistake: how it changes the output, and what to tell the student.
+
+    `outputs(case, weights)` returns the outputs the whole computation would
+    give with this one mistake, as a dict like the reference's.
+    """
+
+    name: str
+    hint: str
+    outputs: Callable
+
+
+@dataclasses.dataclass
+class Case:
+    """One comparison: the inputs, the constructor arguments and what to run.
+
+    Attributes:
+        title: one line saying what this case checks.
+        inputs: the call's array arguments, by name, in call order.
+        init: constructor keyword arguments.
+        call_kwargs: further keyword arguments of the call.
+        valid: optional boolean arrays by output name: compare only where True.
+        notes: lines describing the inputs (masks, sizes) for the message.
+    """
+
+    title: str
+    inputs: dict
+    init: dict = dataclasses.field(default_factory=dict)
+    call_kwargs: dict = dataclasses.field(default_factory=dict)
+    valid: dict = dataclasses.field(default_factory=dict)
+    notes: Sequence[str] = ()
+
+
+def fixed_array(shape, salt, scale=1.0, dtype="float64"):
+    """Deterministic O(1) test values, the same on every machine and release.
+
+    Expected outputs are always computed live from the reference, so nothing
+    depends on these exact numbers; fixing them only makes messages repeatable.
+    """
+    rng = np.random.Generator(np.random.PCG64(1_000_003 * (salt + 1)))
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def describe_array(name, value):
+    value = np.asarray(value)
+    if value.dtype == bool:
+        rows = np.asarray(value, dtype=int).tolist()
+        return f"{name}: bool {tuple(value.shape)} {rows}"
+    return f"{name}: {value.dtype} {tuple(value.shape)}"
+
+
+def _as_numpy(value, what):
+    """Convert a student's output to a float64 array, or explain why not."""
+    if hasattr(value, "numpy") and callable(value.numpy):
+        value = value.numpy()
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # pragma: no cover - exotic objects
+        raise CheckFailed(
+            f"{what} could not be read as an array ({type(value).__name__}: {error})."
+        ) from None
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise CheckFailed(
+            f"{what} should be a tensor of numbers; received a "
+            f"{type(value).__name__} holding {array.dtype}."
+        )
+    return array.astype(np.float64)
+
+
+def compare(received, expected, valid=None, tolerance=Tolerance()):
+    """Compare two arrays; return None if close, else a description.
+
+    Args:
+        received: the student's array (float64).
+        expected: the reference array, same shape.
+        valid: optional boolean array broadcastable to `expected`: only those
+            positions are compared.
+        tolerance: a `Tolerance`.
+
+    Returns:
+        `None` when every compared position is within tolerance, otherwise a
+        string with the largest difference and where it is.
+    """
+    if received.shape != expected.shape:
+        return f"shape {received.shape}, expected {expected.shape}"
+    if valid is None:
+        valid = np.ones(expected.shape, dtype=bool)
+    valid = np.broadcast_to(valid, expected.shape)
+    bad_values = valid & ~np.isfinite(received)
+    if bad_values.any():
+        where = tuple(int(i) for i in np.argwhere(bad_values)[0])
+        return f"non-finite value {received[where]} at index {where}"
+    diff = np.where(valid, np.abs(received - expected), 0.0)
+    allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
+    if (diff <= allowed).all():
+        return None
+    where = tuple(int(i) for i in np.unravel_index(np.argmax(diff - allowed), diff.shape))
+    return (
+        f"max abs difference {diff.max():.3g} (at index {where}: received "
+        f"{received[where]:.6g}, expected {expected[where]:.6g}); "
+        f"tolerance {tolerance.describe()}"
+    )
+
+
+def _matches(outputs, other, case, tolerance):
+    return all(
+        name in other
+        and np.shape(other[name]) == np.shape(value)
+        and compare(value, np.asarray(other[name], np.float64), case.valid.get(name), tolerance)
+        is None
+        for name, value in outputs.items()
+    )
+
+
+def _student_error(what, error):
+    """A CheckFailed for an exception the student's code raised."""
+    frames = traceback.extract_tb(error.__traceback__)
+    student = [f for f in frames if "site-packages" not in f.filename and "autograder" not in f.filename]
+    where = ""
+    if student:
+        last = student[-1]
+        where = f" (in {last.name}, line {last.lineno}: `{(last.line or '').strip()}`)"
+    return CheckFailed(f"{what} raised {type(error).__name__}: {error}{where}")
+
+
+@contextlib.contextmanager
+def student_code(what):
+    """Run student code: let NotImplementedError through, explain anything else."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except NotImplementedError:
+        raise
+    except CheckFailed:
+        raise
+    except Exception as error:
+        raise _student_error(what, error) from error
+
+
+def _format_failure(check_name, index, total, case, problem, hint, tolerance):
+    lines = [
+        f"{check_name}: case {index} of {total} failed: {case.title}",
+        "Inputs:",
+    ]
+    lines += [f"  {describe_array(name, value)}" for name, value in case.inputs.items()]
+    if case.init:
+        args = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
+        lines.append(f"  constructor arguments: {args}")
+    lines += [f"  {note}" for note in case.notes]
+    lines.append(problem)
+    if hint:
+        lines.append(f"Hint: {hint}")
+    return "\n".join(lines)
+
+
+def run_cases(
+    check_name,
+    cases,
+    run_student: Callable[[Case], Mapping],
+    run_reference: Callable[[Case], Mapping],
+    mistakes: Sequence[Mistake] = (),
+    generic_hint="",
+    tolerance=Tolerance(),
+):
+    """Run every case; raise `CheckFailed` at the first failing one.
+
+    Args:
+        check_name: shown first in every message.
+        cases: a list of `Case`.
+        run_student: `case -> {output name: array-like}`; raises `CheckFailed`
+            for problems it finds itself (weights, structure).
+        run_reference: `case -> {output name: float64 array}`.
+        mistakes: variants to diagnose a wrong output with.
+        generic_hint: hint when no variant matches.
+        tolerance: a `Tolerance`.
+
+    Returns:
+        The number of cases that passed.
+    """
+    __tracebackhide__ = True
+    for index, case in enumerate(cases, start=1):
+        try:
+            received_raw = run_student(case)
+        except CheckFailed as failure:
+            raise CheckFailed(
+                _format_failure(check_name, index, len(cases), case, failure.message, "", tolerance)
+            ) from None
+        expected = run_reference(case)
+        received = {}
+        for name, exp in expected.items():
+            if name not in received_raw:
+                raise CheckFailed(
+                    _format_failure(
+                        check_name, index, len(cases), case,
+                        f"Expected an output `{name}` but it was missing.", "", tolerance,
+                    )
+                ) from None
+            received[name] = _as_numpy(received_raw[name], f"Output `{name}`")
+        problems = []
+        for name, exp in expected.items():
+            got = received[name]
+            exp = np.asarray(exp, np.float64)
+            if got.shape != exp.shape:
+                problems.append(f"Output `{name}`: received shape {got.shape}, expected {exp.shape}.")
+                continue
+            issue = compare(got, exp, case.valid.get(name), tolerance)
+            if issue:
+                problems.append(f"Output `{name}`: {issue}.")
+        if not problems:
+            continue
+        hint = generic_hint
+        shapes_ok = all(received[n].shape == np.shape(e) for n, e in expected.items())
+        if shapes_ok:
+            for mistake in mistakes:
+                try:
+                    variant = mistake.outputs(case)
+                except Exception:  # a variant that does not apply to this case
+                    continue
+                if _matches(received, variant, case, tolerance):
+                    hint = mistake.hint
+                    break
+        raise CheckFailed(
+            _format_failure(
+                check_name, index, len(cases), case, "\n".join(problems), hint, tolerance
+            )
+        ) from None
+    return len(cases)

@@ -1,0 +1,40 @@
+"""Generated data sets for the course assignments.
+
+`dates`: a deterministic, download-free date-normalisation data set ("3 May 1979",
+"5/3/79", "1979년 5월 3일" ... -> "1979-05-03") for character-level
+sequence-to-sequence models with attention. See `data/README.md`.
+"""
+
+from .dates import (
+    DEFAULT_SIZES,
+    FAMILIES,
+    MAX_DATE,
+    MAX_SOURCE_LENGTH,
+    MIN_DATE,
+    SPLITS,
+    TARGET_LENGTH,
+    CharVocab,
+    DateSplit,
+    encode_sources,
+    encode_targets,
+    format_date,
+    load_dates,
+    split_for_date,
+)
+
+__all__ = [
+    "DEFAULT_SIZES",
+    "FAMILIES",
+    "MAX_DATE",
+    "MAX_SOURCE_LENGTH",
+    "MIN_DATE",
+    "SPLITS",
+    "TARGET_LENGTH",
+    "CharVocab",
+    "DateSplit",
+    "encode_sources",
+    "encode_targets",
+    "format_date",
+    "load_dates",
+    "split_for_date",
+]
