@@ -192,7 +192,7 @@ def _year_words(year: int) -> str:
 
 # Fields a family template may use: name -> (calendar component, writer). Every
 # field depends on one component only, so a formatted string is the template's
-# literal text plus one piece per field; `_max_source_length` relies on this.
+# literal text plus one piece per field (see `_CompiledFamily`).
 _FIELDS: dict[str, tuple[str, Callable[[int], str]]] = {
     "yyyy": ("year", lambda year: f"{year:04d}"),
     "yy": ("year", lambda year: f"{year % 100:02d}"),
@@ -247,26 +247,50 @@ _FAMILY_SPECS: dict[str, tuple[str, str | None]] = {
 FAMILIES: tuple[str, ...] = tuple(_FAMILY_SPECS)
 
 
-def _template_parts(template: str) -> tuple[str, tuple[str, ...]]:
-    """Splits a template into its literal text and its field names."""
-    literal, fields = [], []
-    for text, field, _, _ in string.Formatter().parse(template):
-        literal.append(text)
-        if field is not None:
-            fields.append(field)
-    return "".join(literal), tuple(fields)
-
-
-_FAMILY_PARTS = {name: _template_parts(t) for name, (t, _) in _FAMILY_SPECS.items()}
-_FAMILY_FIELDS = {
-    name: tuple((field, _FIELDS[field]) for field in fields)
-    for name, (_, fields) in _FAMILY_PARTS.items()
-}
 _COMPONENT_OF: dict[str, Callable[[datetime.date], int]] = {
     "year": operator.attrgetter("year"),
     "month": operator.attrgetter("month"),
     "day": operator.attrgetter("day"),
     "weekday": datetime.date.weekday,
+}
+
+
+@dataclass(frozen=True)
+class _CompiledFamily:
+    """A family template, split at its fields, with its case applied in advance.
+
+    A formatted string is `head`, then for each step the piece of the step's
+    table for the date's component, then the step's literal text. Upper- or
+    lower-casing the pieces one by one equals casing the whole string, since
+    every character involved is cased on its own.
+    """
+
+    head: str
+    steps: tuple[tuple[str, dict[int, str], str], ...]  # (component, table, text)
+
+    @classmethod
+    def from_template(cls, template: str, case: str | None) -> _CompiledFamily:
+        to_case = _CASES[case]
+        literals, steps = [""], []
+        for text, field, _, _ in string.Formatter().parse(template):
+            literals[-1] += text
+            if field is not None:
+                component, write = _FIELDS[field]
+                values = _COMPONENT_VALUES[component]
+                steps.append((component, {v: to_case(write(v)) for v in values}))
+                literals.append("")
+        return cls(
+            head=to_case(literals[0]),
+            steps=tuple(
+                (component, table, to_case(text))
+                for (component, table), text in zip(steps, literals[1:], strict=True)
+            ),
+        )
+
+
+_COMPILED = {
+    name: _CompiledFamily.from_template(template, case)
+    for name, (template, case) in _FAMILY_SPECS.items()
 }
 
 
@@ -328,12 +352,11 @@ def format_date(date: datetime.date, family: str) -> str:
     if not isinstance(family, str) or family not in _FAMILY_SPECS:
         raise ValueError(_invalid_value("family", FAMILIES, family))
     date = _check_date(date)
-    template, case = _FAMILY_SPECS[family]
-    values = {
-        field: write(_COMPONENT_OF[component](date))
-        for field, (component, write) in _FAMILY_FIELDS[family]
-    }
-    return _CASES[case](template.format(**values))
+    compiled = _COMPILED[family]
+    pieces = [compiled.head]
+    for component, table, text in compiled.steps:
+        pieces += (table[_COMPONENT_OF[component](date)], text)
+    return "".join(pieces)
 
 
 def split_for_date(date: datetime.date) -> str:
@@ -368,52 +391,42 @@ def _split_dates() -> dict[str, tuple[datetime.date, ...]]:
     return {split: tuple(dates) for split, dates in by_split.items()}
 
 
-def _piece_table(field: str, case: str | None) -> dict[int, str]:
-    """Every piece a field can write (after the family's case), by component."""
-    component, write = _FIELDS[field]
-    return {v: _CASES[case](write(v)) for v in _COMPONENT_VALUES[component]}
-
-
 def _source_characters() -> list[str]:
     """Every character any family can produce, sorted by code point.
 
     Enumerates each family's literal text and every piece each of its fields
-    can write (all years, month and weekday names, days, ordinals).
+    can write (all years, month and weekday names, days, ordinals), in the
+    family's case.
     """
     characters: set[str] = set()
-    for family, (_, case) in _FAMILY_SPECS.items():
-        literal, fields = _FAMILY_PARTS[family]
-        characters.update(_CASES[case](literal))
-        for field in fields:
-            for piece in _piece_table(field, case).values():
+    for compiled in _COMPILED.values():
+        characters.update(compiled.head)
+        for _, table, text in compiled.steps:
+            characters.update(text)
+            for piece in table.values():
                 characters.update(piece)
     return sorted(characters)
 
 
 def _source_lengths() -> dict[str, np.ndarray]:
-    """Length of every date of the range in every family, computed per field.
+    """Length of every date of the range in every family, by table look-ups.
 
-    A formatted string is the literal text of its template plus one piece per
-    field, so its length is a sum of table look-ups; this covers all 36,525
-    dates of the range without formatting them one by one.
+    A formatted string is literal text plus one piece per field, so its length
+    is a sum of piece lengths; this covers all 36,525 dates of the range without
+    formatting them one by one.
     """
     dates = _all_dates()
     components = {
-        "year": np.array([d.year for d in dates]),
-        "month": np.array([d.month for d in dates]),
-        "day": np.array([d.day for d in dates]),
-        "weekday": np.array([d.weekday() for d in dates]),
+        name: np.array([get(d) for d in dates]) for name, get in _COMPONENT_OF.items()
     }
     lengths = {}
-    for family, (_, case) in _FAMILY_SPECS.items():
-        literal, fields = _FAMILY_PARTS[family]
-        total = np.full(len(dates), len(_CASES[case](literal)))
-        for field in fields:
-            component = _FIELDS[field][0]
-            table = np.zeros(max(_COMPONENT_VALUES[component]) + 1, dtype=np.int64)
-            for value, piece in _piece_table(field, case).items():
-                table[value] = len(piece)
-            total += table[components[component]]
+    for family, compiled in _COMPILED.items():
+        total = np.full(len(dates), len(compiled.head))
+        for component, table, text in compiled.steps:
+            piece_lengths = np.zeros(max(table) + 1, dtype=np.int64)
+            for value, piece in table.items():
+                piece_lengths[value] = len(piece)
+            total += piece_lengths[components[component]] + len(text)
         lengths[family] = total
     return lengths
 

@@ -18,6 +18,8 @@ so the untouched student notebook fails for exactly that reason.
 
 import contextlib
 import dataclasses
+import functools
+import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 
@@ -25,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "Case",
+    "check",
     "CheckFailed",
     "Mistake",
     "Tolerance",
@@ -178,15 +181,68 @@ def _matches(outputs, other, case, tolerance):
     )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _error_text(error):
+    """The student's own error message, without Keras's wrapping around it."""
+    text = _ANSI.sub("", str(error)).strip()
+    if text.startswith("Exception encountered when calling"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    text = text.split("Arguments received by", 1)[0].strip()
+    return text
+
+
 def _student_error(what, error):
     """A CheckFailed for an exception the student's code raised."""
-    frames = traceback.extract_tb(error.__traceback__)
-    student = [f for f in frames if "site-packages" not in f.filename and "autograder" not in f.filename]
-    where = ""
-    if student:
-        last = student[-1]
-        where = f" (in {last.name}, line {last.lineno}: `{(last.line or '').strip()}`)"
-    return CheckFailed(f"{what} raised {type(error).__name__}: {error}{where}")
+    return CheckFailed(
+        f"{what} raised {type(error).__name__}: {_error_text(error)}"
+        f"{_student_location(error)}"
+    )
+
+
+def check(function):
+    """Decorate a `check_*` function: clean verdicts, no harness traceback.
+
+    A `CheckFailed` or `NotImplementedError` raised anywhere inside is raised
+    again, with the same message, from `autograder.checks.verdict`, outside
+    any `except` block, so the student's traceback shows their test cell, one
+    line of the harness and the message.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True
+        from autograder.checks import verdict
+
+        try:
+            return function(*args, **kwargs)
+        except CheckFailed as failure:
+            message, todo = failure.message, False
+        except NotImplementedError as error:
+            where = _student_location(error)
+            message = (
+                f"{function.__name__}: your code is not written yet: it raised "
+                f"NotImplementedError{where}. Replace that line with your solution."
+            )
+            todo = True
+        if todo:
+            verdict.not_implemented(message)
+        verdict.fail(message)
+
+    return wrapper
+
+
+def _student_location(error):
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if "site-packages" not in f.filename and "/autograder/" not in f.filename
+    ]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" (in {last.name}, line {last.lineno})"
 
 
 @contextlib.contextmanager
@@ -275,16 +331,14 @@ def run_cases(
         if not problems:
             continue
         hint = generic_hint
-        shapes_ok = all(received[n].shape == np.shape(e) for n, e in expected.items())
-        if shapes_ok:
-            for mistake in mistakes:
-                try:
-                    variant = mistake.outputs(case)
-                except Exception:  # a variant that does not apply to this case
-                    continue
-                if _matches(received, variant, case, tolerance):
-                    hint = mistake.hint
-                    break
+        for mistake in mistakes:
+            try:
+                variant = mistake.outputs(case)
+            except Exception:  # a variant that does not apply to this case
+                continue
+            if _matches(received, variant, case, tolerance):
+                hint = mistake.hint
+                break
         raise CheckFailed(
             _format_failure(
                 check_name, index, len(cases), case, "\n".join(problems), hint, tolerance

@@ -39,7 +39,10 @@ def _plan_assignment(variables, specs):
             return tuple(v.shape) == spec.shape
 
         def fits_transposed(v, spec=spec):
-            return len(spec.shape) == 2 and tuple(v.shape) == spec.shape[::-1]
+            shape = tuple(v.shape)
+            if len(spec.shape) == 1:  # a vector kept as a (n, 1) or (1, n) kernel
+                return shape in ((spec.shape[0], 1), (1, spec.shape[0]))
+            return len(spec.shape) == 2 and shape == spec.shape[::-1]
 
         by_name = [v for v in free if _leaf(v.path) == spec.name and (fits(v) or fits_transposed(v))]
         candidates = by_name or [v for v in free if fits(v)] or [
@@ -48,7 +51,12 @@ def _plan_assignment(variables, specs):
         if len(candidates) != 1:
             return None, spec, candidates
         chosen = candidates[0]
-        value = spec.value if fits(chosen) else spec.value.T
+        if fits(chosen):
+            value = spec.value
+        elif len(spec.shape) == 1:
+            value = spec.value.reshape(tuple(chosen.shape))
+        else:
+            value = spec.value.T
         plan.append((chosen, value))
         free.remove(chosen)
     return plan, free, None
@@ -159,8 +167,15 @@ def build_and_inject(cls, init, args, kwargs, specs):
     return layer
 
 
-def config_round_trip(layer, required):
+def config_round_trip(check_name, layer, required):
     """`from_config(get_config())` must give a layer with the same arguments."""
+    try:
+        _config_round_trip(layer, required)
+    except CheckFailed as failure:
+        raise CheckFailed(f"{check_name}: get_config round trip failed.\n{failure}") from None
+
+
+def _config_round_trip(layer, required):
     cls = type(layer)
     with student_code(f"`{cls.__name__}.get_config()`"):
         config = layer.get_config()

@@ -9,7 +9,7 @@ passes and raises `CheckFailed` otherwise.
 import numpy as np
 
 from autograder.checks import seq2seq_math as M
-from autograder.checks.core import Case, CheckFailed, Mistake, fixed_array, run_cases
+from autograder.checks.core import Case, CheckFailed, Mistake, check, fixed_array, run_cases
 from autograder.checks.layers import (
     WeightSpec,
     build_and_inject,
@@ -123,7 +123,7 @@ def _check_score(cls, cases, name, ref_name, weight_shapes, math_fn, mistakes, i
     )
     if init:
         layer = cls(**init)
-        config_round_trip(layer, list(init))
+        config_round_trip(name, layer, list(init))
     return count
 
 
@@ -142,6 +142,7 @@ _TRANSPOSED = (
 )
 
 
+@check
 def check_dot_score(DotScore, cases="visible"):
     """Luong's dot score `s_t . h_i` for every query and key."""
     __tracebackhide__ = True
@@ -162,6 +163,7 @@ def check_dot_score(DotScore, cases="visible"):
     _passed("check_dot_score", count)
 
 
+@check
 def check_general_score(GeneralScore, cases="visible"):
     """Luong's general score `s_t . (W_a h_i)` with one weight `W_a`."""
     __tracebackhide__ = True
@@ -179,6 +181,7 @@ def check_general_score(GeneralScore, cases="visible"):
     _passed("check_general_score", count)
 
 
+@check
 def check_concat_score(ConcatScore, cases="visible"):
     """The concat (additive) score `v_a . tanh(W_1 s_t + W_2 h_i)`."""
     __tracebackhide__ = True
@@ -218,6 +221,7 @@ def _softmax_cases(specs, salt):
     return cases
 
 
+@check
 def check_masked_softmax(masked_softmax, cases="visible"):
     """Softmax over keys that gives padded keys zero weight and never NaN."""
     __tracebackhide__ = True
@@ -352,6 +356,7 @@ _LUONG_MISTAKES = [
 ]
 
 
+@check
 def check_luong_attention(LuongAttention, cases="visible"):
     """Luong's dot attention: weights, context, attentional state and output."""
     __tracebackhide__ = True
@@ -442,7 +447,7 @@ def check_luong_attention(LuongAttention, cases="visible"):
         generic_hint="Check each step against the formulas: scores, masked softmax, "
         "context, [a_t; s_t], tanh(W_c . + b_c), softmax(W_y . + b_y). " + keras_mask_hint,
     )
-    config_round_trip(LuongAttention(units=6, output_dim=7), ["units", "output_dim"])
+    config_round_trip("check_luong_attention", LuongAttention(units=6, output_dim=7), ["units", "output_dim"])
     _passed("check_luong_attention", count + 1)
 
 
@@ -460,6 +465,7 @@ def _bahdanau_cases(specs, salt):
     return cases
 
 
+@check
 def check_bahdanau_attention(BahdanauAttention, cases="visible"):
     """Bahdanau's additive attention for one decoder step."""
     __tracebackhide__ = True
@@ -516,7 +522,7 @@ def check_bahdanau_attention(BahdanauAttention, cases="visible"):
         generic_hint="Broadcast W_b s_{t-1} (batch, 1, units) against W_c H "
         "(batch, keys, units), then reduce with w_a over the units.",
     )
-    config_round_trip(BahdanauAttention(units=3), ["units"])
+    config_round_trip("check_bahdanau_attention", BahdanauAttention(units=3), ["units"])
     _passed("check_bahdanau_attention", count + 1)
 
 
@@ -534,6 +540,7 @@ def _step_weights(dh):
     return _weights(shapes, salt=100 + dh)
 
 
+@check
 def check_bahdanau_decoder_step(BahdanauDecoderStep, cases="visible"):
     """One decoder step: embed, attend with s_{t-1}, GRU on [x; c], output."""
     __tracebackhide__ = True
@@ -599,5 +606,5 @@ def check_bahdanau_decoder_step(BahdanauDecoderStep, cases="visible"):
         generic_hint="Attend with the previous state s_{t-1} (Bahdanau), not with "
         "the new one; use keras.layers.GRUCell with its defaults.",
     )
-    config_round_trip(BahdanauDecoderStep(**_STEP_INIT), list(_STEP_INIT))
+    config_round_trip("check_bahdanau_decoder_step", BahdanauDecoderStep(**_STEP_INIT), list(_STEP_INIT))
     _passed("check_bahdanau_decoder_step", count + 1)

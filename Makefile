@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test build check-sync lint format benchmarks lab clean
+
+# The virtual environment, created when missing and refreshed when
+# pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## demo: install, build the student versions, autograde the sample submissions
+demo: $(STAMP)
+	$(BIN)/autograder demo
+
+## test: the whole test suite (unit tests, notebooks, grading) and ruff
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check autograder data tests benchmarks
+	$(BIN)/python -m pytest
+
+## build: regenerate the solution notebooks and assignments/ from solutions/
+build: $(STAMP)
+	$(BIN)/autograder build
+
+check-sync: $(STAMP)
+	$(BIN)/autograder check-sync
+
+format: $(STAMP)
+	$(BIN)/ruff format autograder data tests benchmarks
+	$(BIN)/ruff check --fix .
+
+## benchmarks: notebook run time and accuracy, grading time split
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+## lab: open the notebooks in JupyterLab
+lab: $(STAMP)
+	$(BIN)/autograder build
+	$(BIN)/jupyter lab assignments/
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

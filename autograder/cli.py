@@ -1,0 +1,160 @@
+"""`autograder`: the instructor's command line.
+
+    autograder build                 solution notebooks + student versions
+    autograder check-sync            fail if assignments/ is out of date
+    autograder samples A OUT         write A's sample submissions into OUT
+    autograder grade A SUBMISSIONS   autograde a folder of submissions
+    autograder demo                  all of it on the bundled samples
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from autograder.pipeline import Course, PipelineError, format_table, results_json
+
+
+def _course(args):
+    grading = getattr(args, "out", None)
+    return Course(args.root, grading)
+
+
+def cmd_build(args):
+    course = _course(args)
+    release = course.generate()
+    print(f"Built {len(course.assignments())} assignment(s) into {release}")
+
+
+def cmd_check_sync(args):
+    problems = _course(args).check_sync()
+    if problems:
+        print("assignments/ is out of sync with solutions/ (run `autograder build`):")
+        print("\n".join(f"  {p}" for p in problems))
+        return 1
+    print("assignments/ is in sync with solutions/.")
+    return 0
+
+
+def write_samples(course, assignment, out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for sample in course.samples(assignment):
+        path = out / f"{sample.name}.ipynb"
+        nbformat.write(course.make_submission(assignment, sample), path)
+        written[sample.name] = path
+    return written
+
+
+def cmd_samples(args):
+    course = _course(args)
+    course.check_assignment(args.assignment)
+    for name, path in write_samples(course, args.assignment, args.out_dir).items():
+        print(f"{name}: {path}")
+
+
+def find_submissions(folder, assignment):
+    """student id -> notebook path, for the layouts instructors get.
+
+    `DIR/<student>.ipynb`, `DIR/<student>/<notebook>.ipynb` and nbgrader's
+    `DIR/<student>/<assignment>/<notebook>.ipynb`.
+    """
+    folder = Path(folder)
+    found = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        found[path.stem] = path
+    for student_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        inner = student_dir / assignment if (student_dir / assignment).is_dir() else student_dir
+        notebooks = sorted(p for p in inner.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        if notebooks:
+            found[student_dir.name] = notebooks[0]
+    return found
+
+
+def grade_folder(course, assignment, submissions, feedback=True, log=print):
+    course.prepare_grading()
+    results = []
+    for student, path in submissions.items():
+        course.submit(assignment, student, path)
+        result = course.autograde(assignment, student)
+        log(f"  graded {student}: {result.total:g}/{sum(result.max_scores.values()):g} "
+            f"in {result.seconds:.1f} s{'  (' + result.note + ')' if result.note else ''}")
+        results.append(result)
+    if feedback:
+        course.feedback(assignment)
+    (course.grading_dir / f"grades-{assignment}.json").write_text(results_json(results))
+    return results
+
+
+def cmd_grade(args):
+    course = _course(args)
+    course.check_assignment(args.assignment)
+    submissions = find_submissions(args.submissions, args.assignment)
+    if not submissions:
+        print(f"No notebooks found in {args.submissions}.")
+        return 1
+    print(f"Grading {len(submissions)} submission(s) of {args.assignment} into {course.grading_dir}")
+    results = grade_folder(course, args.assignment, submissions, not args.no_feedback)
+    print()
+    print(format_table(results))
+    print(f"\nFeedback: {course.grading_dir / 'feedback'}")
+    return 0
+
+
+def cmd_demo(args):
+    course = _course(args)
+    started = time.monotonic()
+    print("Generating the student versions (assignments/) from solutions/ ...")
+    course.generate()
+    status = 0
+    for assignment in course.assignments():
+        samples = course.samples(assignment)
+        if not samples:
+            continue
+        paths = write_samples(course, assignment, course.grading_dir / "samples" / assignment)
+        print(f"\nAutograding {len(paths)} sample submissions of {assignment}:")
+        results = grade_folder(course, assignment, paths)
+        expected = {s.name: course.expected_scores(assignment, s) for s in samples}
+        print()
+        print(format_table(results, expected))
+        if any(expected[r.student] != r.scores for r in results):
+            status = 1
+    print(f"\nFeedback (HTML): {course.grading_dir / 'feedback'}/<submission>/<assignment>/")
+    print(f"Gradebook: {course.grading_dir / 'gradebook.db'}")
+    print(f"Done in {time.monotonic() - started:.0f} s.")
+    return status
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=None, help="course folder (default: found from here)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build solution notebooks and student versions")
+    sub.add_parser("check-sync", help="fail if assignments/ is out of date")
+    p = sub.add_parser("samples", help="write an assignment's sample submissions")
+    p.add_argument("assignment")
+    p.add_argument("out_dir")
+    p = sub.add_parser("grade", help="autograde a folder of submissions")
+    p.add_argument("assignment")
+    p.add_argument("submissions", help="folder: <student>.ipynb or <student>/[<assignment>/]*.ipynb")
+    p.add_argument("--out", default=None, help="grading folder (default build/grading)")
+    p.add_argument("--no-feedback", action="store_true")
+    p = sub.add_parser("demo", help="grade the bundled sample submissions")
+    p.add_argument("--out", default="build/demo", help="grading folder (default build/demo)")
+    args = parser.parse_args(argv)
+    handler = {
+        "build": cmd_build, "check-sync": cmd_check_sync, "samples": cmd_samples,
+        "grade": cmd_grade, "demo": cmd_demo,
+    }[args.command]
+    try:
+        return handler(args) or 0
+    except PipelineError as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

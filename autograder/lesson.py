@@ -1,0 +1,190 @@
+"""Code the notebooks share: versions, decoding, evaluation and figures.
+
+A notebook never pastes these; it imports them, as d2l's chapters import
+`d2l`. Nothing here is a solution to an exercise.
+"""
+
+import importlib.metadata
+import os
+import platform
+
+import numpy as np
+
+__all__ = [
+    "PINNED",
+    "accuracy_by_length",
+    "grading",
+    "greedy_decode",
+    "plot_accuracy_by_length",
+    "plot_attention",
+    "plot_history",
+    "show_versions",
+]
+
+#: The packages whose versions a student reports with a question.
+PINNED = ("tensorflow", "keras", "tensorflow-text", "nbgrader", "numpy", "matplotlib")
+
+
+def show_versions():
+    """Print Python's and the pinned packages' versions, one line."""
+    parts = [f"python {platform.python_version()}"]
+    for name in PINNED:
+        try:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{name} (not installed)")
+    print(" | ".join(parts))
+
+
+def grading():
+    """True while nbgrader executes the notebook (autograde or validate).
+
+    Training cells check this and skip: grading needs only the exercises.
+    """
+    return "NBGRADER_EXECUTION" in os.environ
+
+
+def greedy_decode(model, sources, target_length, start_id, batch_size=512):
+    """Greedy decoding of a teacher-forced model, one output step at a time.
+
+    `model([sources, decoder_inputs])` must return per-step distributions (or
+    logits) of shape `(B, T, V)`. Step `t` feeds the tokens predicted so far.
+
+    Returns:
+        int32 array `(B, target_length)` of predicted tokens.
+    """
+    batch = len(sources)
+    decoder_inputs = np.zeros((batch, target_length), dtype=np.int32)
+    decoder_inputs[:, 0] = start_id
+    predicted = np.zeros((batch, target_length), dtype=np.int32)
+    for t in range(target_length):
+        probs = model.predict([sources, decoder_inputs], batch_size=batch_size, verbose=0)
+        predicted[:, t] = probs[:, t].argmax(-1)
+        if t + 1 < target_length:
+            decoder_inputs[:, t + 1] = predicted[:, t]
+    return predicted
+
+
+def accuracy_by_length(lengths, correct, edges):
+    """Mean of `correct` in each length bucket `[edges[i], edges[i+1])`.
+
+    Returns:
+        A list of `(low, high, count, accuracy)`; empty buckets are left out.
+    """
+    lengths = np.asarray(lengths)
+    correct = np.asarray(correct, dtype=float)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        chosen = (lengths >= low) & (lengths < high)
+        if chosen.any():
+            rows.append((low, high, int(chosen.sum()), float(correct[chosen].mean())))
+    return rows
+
+
+def plot_accuracy_by_length(curves, title="Exact match by input length", ax=None):
+    """Plot one line per model from `accuracy_by_length` rows."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, rows in curves.items():
+        centres = [(low + high) / 2 for low, high, _, _ in rows]
+        ax.plot(centres, [acc for *_, acc in rows], marker="o", label=label)
+    ax.set_xlabel("input length (characters)")
+    ax.set_ylabel("exact match")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return ax
+
+
+def plot_history(histories, metric="accuracy", ax=None):
+    """Learning curves: training and validation `metric` per epoch."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, history in histories.items():
+        values = history.history
+        epochs = np.arange(1, len(values[metric]) + 1)
+        (line,) = ax.plot(epochs, values[metric], label=f"{label} (train)")
+        if f"val_{metric}" in values:
+            ax.plot(epochs, values[f"val_{metric}"], "--", color=line.get_color(),
+                    label=f"{label} (validation)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"per-character {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_attention(weights, source, target, ax=None, title=None):
+    """Heatmap of attention weights: output characters x input characters.
+
+    Args:
+        weights: `(len(target), len(source))` array, one row per output step.
+        source: the input string (one column per character).
+        target: the output string (one row per character).
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.28 * len(source) + 1.5, 0.3 * len(target) + 1.2))
+    ax.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto")
+    ax.set_xticks(range(len(source)), labels=list(source.replace(" ", "␣")), fontsize=8)
+    ax.set_yticks(range(len(target)), labels=list(target), fontsize=8)
+    ax.set_xlabel("input character")
+    ax.set_ylabel("output character")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def draw_encoder_decoder(attention=False, source="5/3/79", target="1979-05-03"):
+    """Schematic of an encoder-decoder, with or without attention.
+
+    Encoder states are boxes along the bottom, decoder states along the top.
+    Without attention one arrow carries the last encoder state to the
+    decoder; with attention every decoder state draws lines to every encoder
+    state.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    n_in, n_out = len(source), min(len(target), 6)
+    enc_x = np.arange(n_in) * 1.0
+    dec_x = n_in + 1.5 + np.arange(n_out) * 1.0
+
+    def box(x, y, label, colour):
+        ax.add_patch(FancyBboxPatch((x - 0.35, y - 0.3), 0.7, 0.6,
+                                    boxstyle="round,pad=0.05", fc=colour, ec="black", lw=0.8))
+        ax.text(x, y, label, ha="center", va="center", fontsize=8)
+
+    for i, x in enumerate(enc_x):
+        box(x, 0, f"$h_{{{i + 1}}}$", "#cfe2f3")
+        ax.text(x, -0.8, source[i], ha="center", fontsize=10, family="monospace")
+        if i:
+            ax.annotate("", (x - 0.35, 0), (x - 0.65, 0), arrowprops={"arrowstyle": "->"})
+    for t, x in enumerate(dec_x):
+        box(x, 1.6, f"$s_{{{t + 1}}}$", "#f4cccc")
+        ax.text(x, 2.35, target[t], ha="center", fontsize=10, family="monospace")
+        if t:
+            ax.annotate("", (x - 0.35, 1.6), (x - 0.65, 1.6), arrowprops={"arrowstyle": "->"})
+    if attention:
+        for x_out in dec_x:
+            for x_in in enc_x:
+                ax.plot([x_in, x_out], [0.3, 1.3], color="tab:orange", alpha=0.25, lw=0.8)
+        ax.set_title("with attention: every decoder step looks at every encoder state")
+    else:
+        ax.annotate("", (dec_x[0] - 0.35, 1.45), (enc_x[-1] + 0.35, 0.1),
+                    arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 2})
+        ax.text((enc_x[-1] + dec_x[0]) / 2 + 0.3, 0.6, "$h_T$ only", color="tab:red", fontsize=9)
+        ax.set_title("plain encoder-decoder: the decoder sees only the last encoder state")
+    ax.text(-0.9, 0, "encoder", ha="right", va="center", fontsize=9)
+    ax.text(-0.9, 1.6, "decoder", ha="right", va="center", fontsize=9)
+    ax.set_xlim(-2.5, dec_x[-1] + 0.8)
+    ax.set_ylim(-1.2, 2.7)
+    ax.axis("off")
+    return fig

@@ -1,0 +1,58 @@
+"""nbgrader configuration of the course (nbgrader reads it from this folder).
+
+Paths: `solutions/` is the source directory, `assignments/` the release
+directory. Submissions, autograded notebooks, feedback and the gradebook go
+under the grading directory: `$KIT_GRADING_DIR`, by default `build/grading/`
+(`autograder grade --out DIR` and `make demo` set it). Every setting below
+answers a way nbgrader loses a correct student's points; see
+docs/instructor-guide.md.
+"""
+
+import os
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GRADING = os.path.abspath(os.environ.get("KIT_GRADING_DIR", os.path.join(HERE, "build", "grading")))
+os.makedirs(GRADING, exist_ok=True)  # SQLite does not create its folder
+
+c.CourseDirectory.root = HERE
+c.CourseDirectory.course_id = "attention-course-kit"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "assignments"
+c.CourseDirectory.submitted_directory = os.path.join(GRADING, "submitted")
+c.CourseDirectory.autograded_directory = os.path.join(GRADING, "autograded")
+c.CourseDirectory.feedback_directory = os.path.join(GRADING, "feedback")
+c.CourseDirectory.db_url = os.environ.get(
+    "KIT_GRADEBOOK_URL", "sqlite:///" + os.path.join(GRADING, "gradebook.db")
+)
+# The jupytext sources (*.py) and the sample-submission specs stay out of
+# what students receive: only the notebook is released.
+c.CourseDirectory.ignore = [
+    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.toml",
+]
+
+# A deleted test cell is put back and graded (nbgrader's default gives 0).
+c.OverwriteCells.add_missing_cells = True
+
+# Per-cell limit; the whole notebook's limit is set by `autograder grade`.
+c.Execute.timeout = 60
+# C-level log lines (TensorFlow's C++ logging) go to the grader's console,
+# never into a graded cell's stderr, where nbgrader would zero the cell.
+c.Execute.extra_arguments = ["--IPKernelApp.capture_fd_output=False"]
+# Python-level lines TensorFlow is known to print on import: ignored only when
+# a stderr output consists of nothing but such lines.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = (
+    r"\A(?:(?:[IWE]\d{4} [^\n]*"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called[^\n]*"
+    r"|[^\n]*oneDNN custom operations are on[^\n]*"
+    r"|[^\n]*cudart_stub\.cc[^\n]*)\n?)+\Z"
+)
+
+# Feedback shows no hidden test code and no tracebacks (server paths).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "autograder.feedback.CleanFeedback",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]

@@ -1,0 +1,329 @@
+"""The checks of Assignment 1: they pass right code and name wrong code.
+
+Right code: the reference layers, written another way, in float64, and under
+simulated TF32 matmuls. Wrong code: each typical mistake as a small subclass
+of the reference; the check must fail with the message naming that mistake.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from autograder import checks
+from autograder.checks import CheckFailed
+from autograder.reference import seq2seq as R
+
+ALL = [
+    (checks.check_dot_score, R.DotScore),
+    (checks.check_general_score, R.GeneralScore),
+    (checks.check_concat_score, R.ConcatScore),
+    (checks.check_masked_softmax, R.masked_softmax),
+    (checks.check_luong_attention, R.LuongAttention),
+    (checks.check_bahdanau_attention, R.BahdanauAttention),
+    (checks.check_bahdanau_decoder_step, R.BahdanauDecoderStep),
+]
+
+
+@pytest.mark.parametrize("cases", ["visible", "hidden"])
+@pytest.mark.parametrize(("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x))
+def test_reference_passes(check, solution, cases, capsys):
+    check(solution, cases=cases)
+    assert "cases passed" in capsys.readouterr().out
+
+
+def round_tf32(x):
+    """Round float32 values to TF32 (10 mantissa bits), to nearest."""
+    if isinstance(x, keras.KerasTensor):  # shape inference only
+        return x
+    x = tf.convert_to_tensor(x)
+    if x.dtype != tf.float32:
+        return x
+    bits = tf.bitcast(x, tf.int32)
+    bits = tf.bitwise.bitwise_and(bits + 0x1000, ~0x1FFF)  # nearest, drop 13 bits
+    return tf.bitcast(bits, tf.float32)
+
+
+@pytest.fixture
+def tf32_matmuls(monkeypatch):
+    """Every Keras matmul rounds its float32 operands to TF32 first, as a
+    recent NVIDIA GPU does by default."""
+    import keras.src.ops as src_ops
+
+    original = src_ops.matmul
+
+    def matmul(a, b):
+        return original(round_tf32(a), round_tf32(b))
+
+    monkeypatch.setattr(keras.ops, "matmul", matmul)
+    monkeypatch.setattr(src_ops, "matmul", matmul)
+    yield
+
+
+@pytest.mark.parametrize(("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x))
+def test_reference_passes_under_simulated_tf32(check, solution, tf32_matmuls):
+    for cases in ("visible", "hidden"):
+        check(solution, cases=cases)
+
+
+def test_tf32_simulation_really_changes_results(tf32_matmuls):
+    a = np.full((1, 1), 1.0 + 2**-12, np.float32)
+    assert float(ops.convert_to_numpy(keras.ops.matmul(a, np.ones((1, 1), np.float32)))[0, 0]) == 1.0
+
+
+class Float64Luong(R.LuongAttention):
+    def __init__(self, units, output_dim, **kwargs):
+        kwargs["dtype"] = "float64"
+        super().__init__(units, output_dim, **kwargs)
+
+
+def test_float64_layers_pass():
+    checks.check_luong_attention(Float64Luong)
+    checks.check_luong_attention(Float64Luong, cases="hidden")
+
+
+# ------------------------------------------------------------ other right code
+
+
+class EinsumDot(keras.layers.Layer):
+    def call(self, query, keys):
+        return ops.einsum("bqd,bkd->bqk", query, keys)
+
+
+class TransposedGeneral(keras.layers.Layer):
+    """Stores W_a as (d_q, d_k) and computes (q W) k^T: the same function."""
+
+    def build(self, query_shape, keys_shape):
+        self.W = self.add_weight(shape=(query_shape[-1], keys_shape[-1]))
+
+    def call(self, query, keys):
+        return ops.einsum("bqd,de,bke->bqk", query, self.W, keys)
+
+
+class DenseConcat(keras.layers.Layer):
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, query_shape, keys_shape):
+        self.wq = keras.layers.Dense(self.units, use_bias=False)
+        self.wk = keras.layers.Dense(self.units, use_bias=False)
+        self.v = keras.layers.Dense(1, use_bias=False)
+        self.wq.build(query_shape)
+        self.wk.build(keys_shape)
+        self.v.build((None, self.units))
+
+    def call(self, query, keys):
+        q = self.wq(query)[:, :, None]
+        k = self.wk(keys)[:, None]
+        return ops.squeeze(self.v(ops.tanh(q + k)), -1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@pytest.mark.parametrize(
+    ("check", "layer"),
+    [
+        (checks.check_dot_score, EinsumDot),
+        (checks.check_general_score, TransposedGeneral),
+        (checks.check_concat_score, DenseConcat),
+    ],
+)
+def test_other_correct_implementations_pass(check, layer):
+    check(layer)
+    check(layer, cases="hidden")
+
+
+# ------------------------------------------------------------ mistakes, named
+
+
+class ScaledDot(R.DotScore):
+    def call(self, query, keys):
+        return super().call(query, keys) / np.sqrt(query.shape[-1])
+
+
+class TransposedDot(R.DotScore):
+    def call(self, query, keys):
+        return ops.swapaxes(super().call(query, keys), -1, -2)
+
+
+class ConcatNoTanh(R.ConcatScore):
+    def call(self, query, keys):
+        q = ops.expand_dims(ops.matmul(query, self.W_1), -2)
+        k = ops.expand_dims(ops.matmul(keys, self.W_2), -3)
+        return ops.sum((q + k) * self.v_a, axis=-1)
+
+
+def softmax_no_mask(scores, mask=None):
+    return ops.softmax(scores, axis=-1)
+
+
+def softmax_wrong_axis(scores, mask=None):
+    if mask is None:
+        return ops.softmax(scores, axis=-2)
+    mask = ops.expand_dims(ops.cast(mask, "bool"), -2) if len(mask.shape) < 3 else mask
+    weights = ops.softmax(ops.where(mask, scores, -1e9), axis=-2)
+    return ops.where(mask, weights, 0.0)
+
+
+def softmax_uniform_empty(scores, mask=None):
+    if mask is None:
+        return ops.softmax(scores)
+    mask = ops.expand_dims(ops.cast(mask, "bool"), -2) if len(mask.shape) < 3 else mask
+    return ops.softmax(ops.where(mask, scores, -1e9))
+
+
+def softmax_inverted(scores, mask=None):
+    return R.masked_softmax(scores, None if mask is None else ~ops.cast(mask, "bool"))
+
+
+def softmax_minus_inf(scores, mask=None):
+    if mask is None:
+        return ops.softmax(scores)
+    mask = ops.expand_dims(ops.cast(mask, "bool"), -2) if len(mask.shape) < 3 else mask
+    return ops.softmax(ops.where(mask, scores, float("-inf")))
+
+
+class LuongNoMask(R.LuongAttention):
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        return super().call(query, values, None, return_attention_scores)
+
+
+class LuongConcatOrder(R.LuongAttention):
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        scores = ops.matmul(query, ops.swapaxes(values, -1, -2))
+        weights = R.masked_softmax(scores, values_mask)
+        both = ops.concatenate([query, ops.matmul(weights, values)], axis=-1)
+        probs = ops.softmax(ops.matmul(ops.tanh(ops.matmul(both, self.W_c) + self.b_c), self.W_y) + self.b_y)
+        return (probs, weights) if return_attention_scores else probs
+
+
+class LuongMaskArgumentMisnamed(R.LuongAttention):
+    """Takes `mask=`: Keras fills no `mask` for a layer with two tensor inputs."""
+
+    def call(self, query, values, mask=None, return_attention_scores=False):
+        return super().call(query, values, mask, return_attention_scores)
+
+
+class LuongOnlyProbs(R.LuongAttention):
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        return super().call(query, values, values_mask, False)
+
+
+class LuongNoConfig(R.LuongAttention):
+    def get_config(self):
+        return keras.layers.Layer.get_config(self)
+
+
+class BahdanauNoMask(R.BahdanauAttention):
+    def call(self, query, values, values_mask=None):
+        return super().call(query, values, None)
+
+
+class StepOldStateOutput(R.BahdanauDecoderStep):
+    def call(self, tokens, state, values, values_mask=None):
+        _, new_state, weights = super().call(tokens, state, values, values_mask)
+        return self.output_layer(state), new_state, weights
+
+
+class StepConcatOrder(R.BahdanauDecoderStep):
+    def call(self, tokens, state, values, values_mask=None):
+        x = self.embedding(tokens)
+        context, weights = self.attention(state, values, values_mask=values_mask)
+        new_state, _ = self.cell(ops.concatenate([context, x], axis=-1), state)
+        return self.output_layer(new_state), new_state, weights
+
+
+class StepNoContext(R.BahdanauDecoderStep):
+    def build(self, tokens_shape, state_shape, values_shape):
+        self.embedding = keras.layers.Embedding(self.vocab_size, self.embedding_dim)
+        self.attention = R.BahdanauAttention(self.attention_units)
+        self.cell = keras.layers.GRUCell(self.units)
+        self.output_layer = keras.layers.Dense(self.vocab_size)
+
+    def call(self, tokens, state, values, values_mask=None):
+        x = self.embedding(tokens)
+        _, weights = self.attention(state, values, values_mask=values_mask)
+        new_state, _ = self.cell(x, state)
+        return self.output_layer(new_state), new_state, weights
+
+
+class NotWritten(keras.layers.Layer):
+    def call(self, query, keys):
+        raise NotImplementedError()
+
+
+class Crashes(keras.layers.Layer):
+    def call(self, query, keys):
+        raise ValueError("boom")
+
+
+MISTAKES = [
+    (checks.check_dot_score, ScaledDot, "divided by sqrt(d)"),
+    (checks.check_dot_score, TransposedDot, "transposed"),
+    (checks.check_dot_score, Crashes, "raised ValueError: boom"),
+    (checks.check_concat_score, ConcatNoTanh, "tanh is missing"),
+    (checks.check_masked_softmax, softmax_no_mask, "mask was not applied"),
+    (checks.check_masked_softmax, softmax_wrong_axis, "over the queries"),
+    (checks.check_masked_softmax, softmax_uniform_empty, "1/keys"),
+    (checks.check_masked_softmax, softmax_inverted, "inverted"),
+    (checks.check_masked_softmax, softmax_minus_inf, "non-finite value"),
+    (checks.check_luong_attention, LuongNoMask, "pass `values_mask`"),
+    (checks.check_luong_attention, LuongConcatOrder, "[a_t; s_t], the context first"),
+    (checks.check_luong_attention, LuongMaskArgumentMisnamed,
+     "unexpected keyword argument 'values_mask'"),
+    (checks.check_luong_attention, LuongOnlyProbs, "expected a tuple (probs, weights)"),
+    (checks.check_luong_attention, LuongNoConfig, "without `units`, `output_dim`"),
+    (checks.check_bahdanau_attention, BahdanauNoMask, "apply `values_mask`"),
+    (checks.check_bahdanau_decoder_step, StepOldStateOutput, "from s_{t-1}"),
+    (checks.check_bahdanau_decoder_step, StepConcatOrder, "[x_t; c_t], the embedding first"),
+    (checks.check_bahdanau_decoder_step, StepNoContext, "Could not find the weight kernel"),
+]
+
+
+@pytest.mark.parametrize(("check", "broken", "hint"), MISTAKES, ids=lambda x: getattr(x, "__name__", None))
+def test_mistake_is_named(check, broken, hint):
+    with pytest.raises(CheckFailed) as failure:
+        check(broken)
+    message = str(failure.value)
+    assert hint in message, message
+    assert message.startswith(check.__name__)
+
+
+@pytest.mark.parametrize(("check", "broken", "hint"), MISTAKES[:12], ids=lambda x: getattr(x, "__name__", None))
+def test_mistakes_still_caught_under_simulated_tf32(check, broken, hint, tf32_matmuls):
+    with pytest.raises(CheckFailed, match=None) as failure:
+        check(broken)
+    assert hint in str(failure.value)
+
+
+def test_message_has_inputs_expected_received_and_tolerance():
+    with pytest.raises(CheckFailed) as failure:
+        checks.check_luong_attention(LuongNoMask)
+    message = str(failure.value)
+    for part in ("case 2 of 3", "Inputs:", "values_mask: bool (2, 5)", "max abs difference",
+                 "tolerance atol=", "Hint:"):
+        assert part in message, message
+
+
+def test_unwritten_exercise_raises_not_implemented_error():
+    with pytest.raises(NotImplementedError, match="check_dot_score: your code is not written yet"):
+        checks.check_dot_score(NotWritten)
+
+
+def test_failure_is_raised_from_the_verdict_module_only():
+    with pytest.raises(CheckFailed) as failure:
+        checks.check_dot_score(ScaledDot)
+    tb = failure.tb
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_filename.endswith("verdict.py")
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__ is False
+    assert failure.value.__context__ is None
+
+
+def test_bad_cases_argument():
+    with pytest.raises(ValueError, match="Received: cases='all'"):
+        checks.check_dot_score(R.DotScore, cases="all")
