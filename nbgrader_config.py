@@ -36,7 +36,7 @@ c.CourseDirectory.ignore = [
 c.OverwriteCells.add_missing_cells = True
 
 # Per-cell limit; the whole notebook's limit is set by `autograder grade`.
-c.Execute.timeout = 60
+c.Execute.timeout = int(os.environ.get("KIT_CELL_TIMEOUT", "60"))
 # C-level log lines (TensorFlow's C++ logging) go to the grader's console,
 # never into a graded cell's stderr, where nbgrader would zero the cell.
 c.Execute.extra_arguments = ["--IPKernelApp.capture_fd_output=False"]

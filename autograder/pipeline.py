@@ -116,6 +116,8 @@ class Course:
         env = dict(os.environ)
         env.update(TF_QUIET_ENV)
         env["KIT_GRADING_DIR"] = str(self.grading_dir)
+        # nbgrader runs `alembic` and kernels by name: this environment's first.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.setdefault("PYTHONHASHSEED", "0")
         return env
 

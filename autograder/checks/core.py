@@ -115,7 +115,8 @@ def describe_array(name, value):
     if value.dtype == bool:
         rows = np.asarray(value, dtype=int).tolist()
         return f"{name}: bool {tuple(value.shape)} {rows}"
-    return f"{name}: {value.dtype} {tuple(value.shape)}"
+    dtype = "float32" if value.dtype.kind == "f" else value.dtype  # as the layer got it
+    return f"{name}: {dtype} {tuple(value.shape)}"
 
 
 def _as_numpy(value, what):
