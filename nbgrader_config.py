@@ -13,7 +13,9 @@ import os
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GRADING = os.path.abspath(os.environ.get("KIT_GRADING_DIR", os.path.join(HERE, "build", "grading")))
+GRADING = os.path.abspath(
+    os.environ.get("KIT_GRADING_DIR", os.path.join(HERE, "build", "grading"))
+)
 os.makedirs(GRADING, exist_ok=True)  # SQLite does not create its folder
 
 c.CourseDirectory.root = HERE
@@ -29,7 +31,12 @@ c.CourseDirectory.db_url = os.environ.get(
 # The jupytext sources (*.py) and the sample-submission specs stay out of
 # what students receive: only the notebook is released.
 c.CourseDirectory.ignore = [
-    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.toml",
+    ".ipynb_checkpoints",
+    "*.pyc",
+    "__pycache__",
+    "feedback",
+    "*.py",
+    "*.toml",
 ]
 
 # A deleted test cell is put back and graded (nbgrader's default gives 0).

@@ -1,10 +1,10 @@
 """`autograder`: the instructor's command line.
 
-    autograder build                 solution notebooks + student versions
-    autograder check-sync            fail if assignments/ is out of date
-    autograder samples A OUT         write A's sample submissions into OUT
-    autograder grade A SUBMISSIONS   autograde a folder of submissions
-    autograder demo                  all of it on the bundled samples
+autograder build                 solution notebooks + student versions
+autograder check-sync            fail if assignments/ is out of date
+autograder samples A OUT         write A's sample submissions into OUT
+autograder grade A SUBMISSIONS   autograde a folder of submissions
+autograder demo                  all of it on the bundled samples
 """
 
 import argparse
@@ -67,8 +67,14 @@ def find_submissions(folder, assignment):
     for path in sorted(folder.glob("*.ipynb")):
         found[path.stem] = path
     for student_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        inner = student_dir / assignment if (student_dir / assignment).is_dir() else student_dir
-        notebooks = sorted(p for p in inner.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        inner = (
+            student_dir / assignment
+            if (student_dir / assignment).is_dir()
+            else student_dir
+        )
+        notebooks = sorted(
+            p for p in inner.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+        )
         if notebooks:
             found[student_dir.name] = notebooks[0]
     return found
@@ -80,8 +86,10 @@ def grade_folder(course, assignment, submissions, feedback=True, log=print):
     for student, path in submissions.items():
         course.submit(assignment, student, path)
         result = course.autograde(assignment, student)
-        log(f"  graded {student}: {result.total:g}/{sum(result.max_scores.values()):g} "
-            f"in {result.seconds:.1f} s{'  (' + result.note + ')' if result.note else ''}")
+        log(
+            f"  graded {student}: {result.total:g}/{sum(result.max_scores.values()):g} "
+            f"in {result.seconds:.1f} s" + (f"  ({result.note})" if result.note else "")
+        )
         results.append(result)
     if feedback:
         course.feedback(assignment)
@@ -96,7 +104,10 @@ def cmd_grade(args):
     if not submissions:
         print(f"No notebooks found in {args.submissions}.")
         return 1
-    print(f"Grading {len(submissions)} submission(s) of {args.assignment} into {course.grading_dir}")
+    print(
+        f"Grading {len(submissions)} submission(s) of {args.assignment} "
+        f"into {course.grading_dir}"
+    )
     results = grade_folder(course, args.assignment, submissions, not args.no_feedback)
     print()
     print(format_table(results))
@@ -114,7 +125,9 @@ def cmd_demo(args):
         samples = course.samples(assignment)
         if not samples:
             continue
-        paths = write_samples(course, assignment, course.grading_dir / "samples" / assignment)
+        paths = write_samples(
+            course, assignment, course.grading_dir / "samples" / assignment
+        )
         print(f"\nAutograding {len(paths)} sample submissions of {assignment}:")
         results = grade_folder(course, assignment, paths)
         expected = {s.name: course.expected_scores(assignment, s) for s in samples}
@@ -122,15 +135,22 @@ def cmd_demo(args):
         print(format_table(results, expected))
         if any(expected[r.student] != r.scores for r in results):
             status = 1
-    print(f"\nFeedback (HTML): {course.grading_dir / 'feedback'}/<submission>/<assignment>/")
+    print(
+        f"\nFeedback (HTML): {course.grading_dir / 'feedback'}"
+        "/<submission>/<assignment>/"
+    )
     print(f"Gradebook: {course.grading_dir / 'gradebook.db'}")
     print(f"Done in {time.monotonic() - started:.0f} s.")
     return status
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="autograder", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=None, help="course folder (default: found from here)")
+    parser = argparse.ArgumentParser(
+        prog="autograder", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--root", default=None, help="course folder (default: found from here)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build solution notebooks and student versions")
     sub.add_parser("check-sync", help="fail if assignments/ is out of date")
@@ -139,15 +159,23 @@ def main(argv=None):
     p.add_argument("out_dir")
     p = sub.add_parser("grade", help="autograde a folder of submissions")
     p.add_argument("assignment")
-    p.add_argument("submissions", help="folder: <student>.ipynb or <student>/[<assignment>/]*.ipynb")
+    p.add_argument(
+        "submissions",
+        help="folder: <student>.ipynb or <student>/[<assignment>/]*.ipynb",
+    )
     p.add_argument("--out", default=None, help="grading folder (default build/grading)")
     p.add_argument("--no-feedback", action="store_true")
     p = sub.add_parser("demo", help="grade the bundled sample submissions")
-    p.add_argument("--out", default="build/demo", help="grading folder (default build/demo)")
+    p.add_argument(
+        "--out", default="build/demo", help="grading folder (default build/demo)"
+    )
     args = parser.parse_args(argv)
     handler = {
-        "build": cmd_build, "check-sync": cmd_check_sync, "samples": cmd_samples,
-        "grade": cmd_grade, "demo": cmd_demo,
+        "build": cmd_build,
+        "check-sync": cmd_check_sync,
+        "samples": cmd_samples,
+        "grade": cmd_grade,
+        "demo": cmd_demo,
     }[args.command]
     try:
         return handler(args) or 0

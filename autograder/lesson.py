@@ -5,6 +5,7 @@ A notebook never pastes these; it imports them, as d2l's chapters import
 """
 
 import importlib.metadata
+import itertools
 import os
 import platform
 
@@ -58,7 +59,9 @@ def greedy_decode(model, sources, target_length, start_id, batch_size=512):
     decoder_inputs[:, 0] = start_id
     predicted = np.zeros((batch, target_length), dtype=np.int32)
     for t in range(target_length):
-        probs = model.predict([sources, decoder_inputs], batch_size=batch_size, verbose=0)
+        probs = model.predict(
+            [sources, decoder_inputs], batch_size=batch_size, verbose=0
+        )
         predicted[:, t] = probs[:, t].argmax(-1)
         if t + 1 < target_length:
             decoder_inputs[:, t + 1] = predicted[:, t]
@@ -74,7 +77,7 @@ def accuracy_by_length(lengths, correct, edges):
     lengths = np.asarray(lengths)
     correct = np.asarray(correct, dtype=float)
     rows = []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         chosen = (lengths >= low) & (lengths < high)
         if chosen.any():
             rows.append((low, high, int(chosen.sum()), float(correct[chosen].mean())))
@@ -110,8 +113,13 @@ def plot_history(histories, metric="accuracy", ax=None):
         epochs = np.arange(1, len(values[metric]) + 1)
         (line,) = ax.plot(epochs, values[metric], label=f"{label} (train)")
         if f"val_{metric}" in values:
-            ax.plot(epochs, values[f"val_{metric}"], "--", color=line.get_color(),
-                    label=f"{label} (validation)")
+            ax.plot(
+                epochs,
+                values[f"val_{metric}"],
+                "--",
+                color=line.get_color(),
+                label=f"{label} (validation)",
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"per-character {metric}")
     ax.grid(alpha=0.3)
@@ -130,7 +138,9 @@ def plot_attention(weights, source, target, ax=None, title=None):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.28 * len(source) + 1.5, 0.3 * len(target) + 1.2))
+        _, ax = plt.subplots(
+            figsize=(0.28 * len(source) + 1.5, 0.3 * len(target) + 1.2)
+        )
     ax.imshow(weights, cmap="viridis", vmin=0.0, aspect="auto")
     ax.set_xticks(range(len(source)), labels=list(source.replace(" ", "␣")), fontsize=8)
     ax.set_yticks(range(len(target)), labels=list(target), fontsize=8)
@@ -158,30 +168,57 @@ def draw_encoder_decoder(attention=False, source="5/3/79", target="1979-05-03"):
     dec_x = n_in + 1.5 + np.arange(n_out) * 1.0
 
     def box(x, y, label, colour):
-        ax.add_patch(FancyBboxPatch((x - 0.35, y - 0.3), 0.7, 0.6,
-                                    boxstyle="round,pad=0.05", fc=colour, ec="black", lw=0.8))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - 0.35, y - 0.3),
+                0.7,
+                0.6,
+                boxstyle="round,pad=0.05",
+                fc=colour,
+                ec="black",
+                lw=0.8,
+            )
+        )
         ax.text(x, y, label, ha="center", va="center", fontsize=8)
 
     for i, x in enumerate(enc_x):
         box(x, 0, f"$h_{{{i + 1}}}$", "#cfe2f3")
         ax.text(x, -0.8, source[i], ha="center", fontsize=10, family="monospace")
         if i:
-            ax.annotate("", (x - 0.35, 0), (x - 0.65, 0), arrowprops={"arrowstyle": "->"})
+            ax.annotate(
+                "", (x - 0.35, 0), (x - 0.65, 0), arrowprops={"arrowstyle": "->"}
+            )
     for t, x in enumerate(dec_x):
         box(x, 1.6, f"$s_{{{t + 1}}}$", "#f4cccc")
         ax.text(x, 2.35, target[t], ha="center", fontsize=10, family="monospace")
         if t:
-            ax.annotate("", (x - 0.35, 1.6), (x - 0.65, 1.6), arrowprops={"arrowstyle": "->"})
+            ax.annotate(
+                "", (x - 0.35, 1.6), (x - 0.65, 1.6), arrowprops={"arrowstyle": "->"}
+            )
     if attention:
         for x_out in dec_x:
             for x_in in enc_x:
-                ax.plot([x_in, x_out], [0.3, 1.3], color="tab:orange", alpha=0.25, lw=0.8)
+                ax.plot(
+                    [x_in, x_out], [0.3, 1.3], color="tab:orange", alpha=0.25, lw=0.8
+                )
         ax.set_title("with attention: every decoder step looks at every encoder state")
     else:
-        ax.annotate("", (dec_x[0] - 0.35, 1.45), (enc_x[-1] + 0.35, 0.1),
-                    arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 2})
-        ax.text((enc_x[-1] + dec_x[0]) / 2 + 0.3, 0.6, "$h_T$ only", color="tab:red", fontsize=9)
-        ax.set_title("plain encoder-decoder: the decoder sees only the last encoder state")
+        ax.annotate(
+            "",
+            (dec_x[0] - 0.35, 1.45),
+            (enc_x[-1] + 0.35, 0.1),
+            arrowprops={"arrowstyle": "->", "color": "tab:red", "lw": 2},
+        )
+        ax.text(
+            (enc_x[-1] + dec_x[0]) / 2 + 0.3,
+            0.6,
+            "$h_T$ only",
+            color="tab:red",
+            fontsize=9,
+        )
+        ax.set_title(
+            "plain encoder-decoder: the decoder sees only the last encoder state"
+        )
     ax.text(-0.9, 0, "encoder", ha="right", va="center", fontsize=9)
     ax.text(-0.9, 1.6, "decoder", ha="right", va="center", fontsize=9)
     ax.set_xlim(-2.5, dec_x[-1] + 0.8)

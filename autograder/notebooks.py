@@ -30,7 +30,11 @@ __all__ = [
     "normalized_json",
 ]
 
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+KERNELSPEC = {
+    "display_name": "Python 3 (ipykernel)",
+    "language": "python",
+    "name": "python3",
+}
 
 
 class NotebookError(ValueError):
@@ -48,7 +52,9 @@ def complete_metadata(cell, where):
     points = meta.get("points")
     solution = bool(meta.get("solution", False))
     if points is not None and solution:
-        raise NotebookError(f"{where}: cell {meta['grade_id']} has both points and solution")
+        raise NotebookError(
+            f"{where}: cell {meta['grade_id']} has both points and solution"
+        )
     full = {
         "grade": points is not None,
         "grade_id": meta["grade_id"],
@@ -73,7 +79,9 @@ def build_source(path):
         meta = cell.metadata.get("nbgrader")
         if meta:
             if meta["grade_id"] in ids:
-                raise NotebookError(f"{path.name}: grade_id {meta['grade_id']} used twice")
+                raise NotebookError(
+                    f"{path.name}: grade_id {meta['grade_id']} used twice"
+                )
             ids.add(meta["grade_id"])
         if cell.cell_type == "code":
             cell.outputs = []

@@ -7,6 +7,7 @@ limit for the whole notebook, so one looping or crashing submission costs
 its own grade only, and the batch goes on.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,7 +22,12 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.notebooks import build_source, find_sources, normalized_json, write_notebook
+from autograder.notebooks import (
+    build_source,
+    find_sources,
+    normalized_json,
+    write_notebook,
+)
 from autograder.quiet import TF_QUIET_ENV
 
 __all__ = [
@@ -42,7 +48,9 @@ def find_root(start=None):
     """The course root: the nearest folder holding nbgrader_config.py and solutions/."""
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "nbgrader_config.py").is_file() and (folder / "solutions").is_dir():
+        if (folder / "nbgrader_config.py").is_file() and (
+            folder / "solutions"
+        ).is_dir():
             return folder
     raise PipelineError(
         f"No course found at or above {here}: run this inside the kit's folder "
@@ -79,7 +87,9 @@ class Course:
 
     def __init__(self, root=None, grading_dir=None):
         self.root = find_root(root)
-        self.grading_dir = Path(grading_dir or self.root / "build" / "grading").resolve()
+        self.grading_dir = Path(
+            grading_dir or self.root / "build" / "grading"
+        ).resolve()
 
     # ------------------------------------------------------------- layout
 
@@ -98,16 +108,21 @@ class Course:
         known = self.assignments()
         if assignment not in known:
             raise PipelineError(
-                f"Unknown assignment {assignment!r}; the course has: {', '.join(known)}."
+                f"Unknown assignment {assignment!r}; "
+                f"the course has: {', '.join(known)}."
             )
 
     def sources(self, assignment):
-        return [p for p in find_sources(self.solutions_dir) if p.parent.name == assignment]
+        return [
+            p for p in find_sources(self.solutions_dir) if p.parent.name == assignment
+        ]
 
     def notebook_name(self, assignment):
         sources = self.sources(assignment)
         if len(sources) != 1:
-            raise PipelineError(f"{assignment}: expected one notebook source, found {len(sources)}")
+            raise PipelineError(
+                f"{assignment}: expected one notebook source, found {len(sources)}"
+            )
         return sources[0].stem + ".ipynb"
 
     # ------------------------------------------------------------- nbgrader
@@ -117,7 +132,9 @@ class Course:
         env.update(TF_QUIET_ENV)
         env["KIT_GRADING_DIR"] = str(self.grading_dir)
         # nbgrader runs `alembic` and kernels by name: this environment's first.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env["PATH"] = os.pathsep.join(
+            [str(Path(sys.executable).parent), env.get("PATH", "")]
+        )
         env.setdefault("PYTHONHASHSEED", "0")
         return env
 
@@ -127,15 +144,25 @@ class Course:
         command = [str(executable) if executable.exists() else "nbgrader", *args]
         try:
             done = subprocess.run(
-                command, cwd=self.root, env=self.env(), capture_output=True, text=True,
-                timeout=timeout, start_new_session=True,
+                command,
+                cwd=self.root,
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                start_new_session=True,
             )
             code, output = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as expired:
             code = None
-            output = (expired.stdout or b"").decode(errors="replace") if isinstance(
-                expired.stdout, bytes) else (expired.stdout or "")
-            output += f"\n[autograder] stopped after {timeout} s (whole-notebook limit)\n"
+            output = (
+                (expired.stdout or b"").decode(errors="replace")
+                if isinstance(expired.stdout, bytes)
+                else (expired.stdout or "")
+            )
+            output += (
+                f"\n[autograder] stopped after {timeout} s (whole-notebook limit)\n"
+            )
         if log is not None:
             Path(log).parent.mkdir(parents=True, exist_ok=True)
             Path(log).write_text(output, encoding="utf-8")
@@ -147,7 +174,9 @@ class Course:
         """Write each jupytext source's instructor notebook beside it."""
         built = []
         for source in find_sources(self.solutions_dir):
-            built.append(write_notebook(build_source(source), source.with_suffix(".ipynb")))
+            built.append(
+                write_notebook(build_source(source), source.with_suffix(".ipynb"))
+            )
         return built
 
     def generate(self, release_dir=None):
@@ -156,11 +185,15 @@ class Course:
         release = Path(release_dir or self.release_dir).resolve()
         for assignment in self.assignments():
             code, output = self.nbgrader(
-                "generate_assignment", assignment, "--force",
+                "generate_assignment",
+                assignment,
+                "--force",
                 f"--CourseDirectory.release_directory={release}",
             )
             if code != 0:
-                raise PipelineError(f"generate_assignment {assignment} failed:\n{output}")
+                raise PipelineError(
+                    f"generate_assignment {assignment} failed:\n{output}"
+                )
             for path in (release / assignment).glob("*.ipynb"):
                 notebook = nbformat.read(path, as_version=4)
                 path.write_text(normalized_json(notebook), encoding="utf-8")
@@ -186,7 +219,9 @@ class Course:
             for name in sorted(committed - names):
                 problems.append(f"not generated from solutions/: assignments/{name}")
             for name in sorted(names & committed):
-                if (fresh / name).read_bytes() != (self.release_dir / name).read_bytes():
+                if (fresh / name).read_bytes() != (
+                    self.release_dir / name
+                ).read_bytes():
                     problems.append(f"out of date: assignments/{name}")
             return problems
 
@@ -199,8 +234,11 @@ class Course:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return [
             Sample(
-                name=s["name"], description=s["description"], base=s.get("base", "solution"),
-                patches=s.get("patch", []), expected=s.get("expected", {}),
+                name=s["name"],
+                description=s["description"],
+                base=s.get("base", "solution"),
+                patches=s.get("patch", []),
+                expected=s.get("expected", {}),
             )
             for s in data["sample"]
         ]
@@ -224,7 +262,9 @@ class Course:
             return dict.fromkeys(full, 0)
         unknown = set(sample.expected) - set(full) - {"default"}
         if unknown:
-            raise PipelineError(f"sample {sample.name}: unknown exercises {sorted(unknown)}")
+            raise PipelineError(
+                f"sample {sample.name}: unknown exercises {sorted(unknown)}"
+            )
         default = sample.expected.get("default", "full")
         out = {}
         for name, points in full.items():
@@ -258,12 +298,16 @@ class Course:
         self.build_solutions()
         for assignment in self.assignments():
             code, output = self.nbgrader(
-                "generate_assignment", assignment, "--force",
+                "generate_assignment",
+                assignment,
+                "--force",
                 f"--CourseDirectory.release_directory={self.grading_dir / 'release'}",
                 log=self.grading_dir / "logs" / f"generate-{assignment}.log",
             )
             if code != 0:
-                raise PipelineError(f"generate_assignment {assignment} failed:\n{output}")
+                raise PipelineError(
+                    f"generate_assignment {assignment} failed:\n{output}"
+                )
 
     def submit(self, assignment, student, notebook_path):
         target = self.grading_dir / "submitted" / student / assignment
@@ -271,15 +315,22 @@ class Course:
             shutil.rmtree(target)
         target.mkdir(parents=True)
         shutil.copyfile(notebook_path, target / self.notebook_name(assignment))
-        (target / "timestamp.txt").write_text(time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime()))
+        (target / "timestamp.txt").write_text(
+            time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime())
+        )
 
     def autograde(self, assignment, student, timeout=NOTEBOOK_TIMEOUT):
         """Grade one submitted notebook in its own nbgrader process."""
         self._forget(assignment, student)  # a failed regrade must not keep old scores
         started = time.monotonic()
         code, output = self.nbgrader(
-            "autograde", assignment, "--student", student, "--force",
-            timeout=timeout, log=self.grading_dir / "logs" / f"autograde-{student}.log",
+            "autograde",
+            assignment,
+            "--student",
+            student,
+            "--force",
+            timeout=timeout,
+            log=self.grading_dir / "logs" / f"autograde-{student}.log",
         )
         seconds = time.monotonic() - started
         max_scores = self.exercises(assignment)
@@ -302,11 +353,8 @@ class Course:
     def _forget(self, assignment, student):
         from nbgrader.api import MissingEntry
 
-        with self._gradebook() as gradebook:
-            try:
-                gradebook.remove_submission(assignment, student)
-            except MissingEntry:
-                pass
+        with self._gradebook() as gradebook, contextlib.suppress(MissingEntry):
+            gradebook.remove_submission(assignment, student)
 
     def _grades(self, assignment, student):
         from nbgrader.api import MissingEntry
@@ -324,7 +372,9 @@ class Course:
 
     def feedback(self, assignment):
         code, output = self.nbgrader(
-            "generate_feedback", assignment, "--force",
+            "generate_feedback",
+            assignment,
+            "--force",
             log=self.grading_dir / "logs" / f"feedback-{assignment}.log",
         )
         if code != 0:
@@ -336,11 +386,13 @@ def exercise_of(grade_id):
     """`test_dot_score` and `hidden_dot_score` both belong to `dot_score`."""
     for prefix in ("test_", "hidden_"):
         if grade_id.startswith(prefix):
-            return grade_id[len(prefix):]
+            return grade_id[len(prefix) :]
     return grade_id
 
 
-_SOLUTION_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.S | re.M)
+_SOLUTION_BLOCK = re.compile(
+    r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.S | re.M
+)
 
 
 def solution_answers(instructor_notebook):
@@ -349,7 +401,9 @@ def solution_answers(instructor_notebook):
     for cell in instructor_notebook.cells:
         meta = cell.metadata.get("nbgrader", {})
         if meta.get("solution"):
-            answers[meta["grade_id"]] = _SOLUTION_BLOCK.sub(lambda m: m.group(1), cell.source)
+            answers[meta["grade_id"]] = _SOLUTION_BLOCK.sub(
+                lambda m: m.group(1), cell.source
+            )
     return answers
 
 
@@ -403,7 +457,9 @@ def format_table(results, expected=None):
             row.append("ok" if wanted == result.scores else f"MISMATCH {wanted}")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"  {r.student}: {r.note}" for r in results if r.note]
     if notes:

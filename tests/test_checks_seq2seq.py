@@ -27,7 +27,9 @@ ALL = [
 
 
 @pytest.mark.parametrize("cases", ["visible", "hidden"])
-@pytest.mark.parametrize(("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    ("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x)
+)
 def test_reference_passes(check, solution, cases, capsys):
     check(solution, cases=cases)
     assert "cases passed" in capsys.readouterr().out
@@ -61,7 +63,9 @@ def tf32_matmuls(monkeypatch):
     yield
 
 
-@pytest.mark.parametrize(("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize(
+    ("check", "solution"), ALL, ids=lambda x: getattr(x, "__name__", x)
+)
 def test_reference_passes_under_simulated_tf32(check, solution, tf32_matmuls):
     for cases in ("visible", "hidden"):
         check(solution, cases=cases)
@@ -69,7 +73,12 @@ def test_reference_passes_under_simulated_tf32(check, solution, tf32_matmuls):
 
 def test_tf32_simulation_really_changes_results(tf32_matmuls):
     a = np.full((1, 1), 1.0 + 2**-12, np.float32)
-    assert float(ops.convert_to_numpy(keras.ops.matmul(a, np.ones((1, 1), np.float32)))[0, 0]) == 1.0
+    assert (
+        float(
+            ops.convert_to_numpy(keras.ops.matmul(a, np.ones((1, 1), np.float32)))[0, 0]
+        )
+        == 1.0
+    )
 
 
 class Float64Luong(R.LuongAttention):
@@ -196,7 +205,10 @@ class LuongConcatOrder(R.LuongAttention):
         scores = ops.matmul(query, ops.swapaxes(values, -1, -2))
         weights = R.masked_softmax(scores, values_mask)
         both = ops.concatenate([query, ops.matmul(weights, values)], axis=-1)
-        probs = ops.softmax(ops.matmul(ops.tanh(ops.matmul(both, self.W_c) + self.b_c), self.W_y) + self.b_y)
+        probs = ops.softmax(
+            ops.matmul(ops.tanh(ops.matmul(both, self.W_c) + self.b_c), self.W_y)
+            + self.b_y
+        )
         return (probs, weights) if return_attention_scores else probs
 
 
@@ -272,18 +284,31 @@ MISTAKES = [
     (checks.check_masked_softmax, softmax_minus_inf, "non-finite value"),
     (checks.check_luong_attention, LuongNoMask, "pass `values_mask`"),
     (checks.check_luong_attention, LuongConcatOrder, "[a_t; s_t], the context first"),
-    (checks.check_luong_attention, LuongMaskArgumentMisnamed,
-     "unexpected keyword argument 'values_mask'"),
+    (
+        checks.check_luong_attention,
+        LuongMaskArgumentMisnamed,
+        "unexpected keyword argument 'values_mask'",
+    ),
     (checks.check_luong_attention, LuongOnlyProbs, "expected a tuple (probs, weights)"),
     (checks.check_luong_attention, LuongNoConfig, "without `units`, `output_dim`"),
     (checks.check_bahdanau_attention, BahdanauNoMask, "apply `values_mask`"),
     (checks.check_bahdanau_decoder_step, StepOldStateOutput, "from s_{t-1}"),
-    (checks.check_bahdanau_decoder_step, StepConcatOrder, "[x_t; c_t], the embedding first"),
-    (checks.check_bahdanau_decoder_step, StepNoContext, "Could not find the weight kernel"),
+    (
+        checks.check_bahdanau_decoder_step,
+        StepConcatOrder,
+        "[x_t; c_t], the embedding first",
+    ),
+    (
+        checks.check_bahdanau_decoder_step,
+        StepNoContext,
+        "Could not find the weight kernel",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("check", "broken", "hint"), MISTAKES, ids=lambda x: getattr(x, "__name__", None))
+@pytest.mark.parametrize(
+    ("check", "broken", "hint"), MISTAKES, ids=lambda x: getattr(x, "__name__", None)
+)
 def test_mistake_is_named(check, broken, hint):
     with pytest.raises(CheckFailed) as failure:
         check(broken)
@@ -292,7 +317,11 @@ def test_mistake_is_named(check, broken, hint):
     assert message.startswith(check.__name__)
 
 
-@pytest.mark.parametrize(("check", "broken", "hint"), MISTAKES[:12], ids=lambda x: getattr(x, "__name__", None))
+@pytest.mark.parametrize(
+    ("check", "broken", "hint"),
+    MISTAKES[:12],
+    ids=lambda x: getattr(x, "__name__", None),
+)
 def test_mistakes_still_caught_under_simulated_tf32(check, broken, hint, tf32_matmuls):
     with pytest.raises(CheckFailed, match=None) as failure:
         check(broken)
@@ -303,13 +332,21 @@ def test_message_has_inputs_expected_received_and_tolerance():
     with pytest.raises(CheckFailed) as failure:
         checks.check_luong_attention(LuongNoMask)
     message = str(failure.value)
-    for part in ("case 2 of 3", "Inputs:", "values_mask: bool (2, 5)", "max abs difference",
-                 "tolerance atol=", "Hint:"):
+    for part in (
+        "case 2 of 3",
+        "Inputs:",
+        "values_mask: bool (2, 5)",
+        "max abs difference",
+        "tolerance atol=",
+        "Hint:",
+    ):
         assert part in message, message
 
 
 def test_unwritten_exercise_raises_not_implemented_error():
-    with pytest.raises(NotImplementedError, match="check_dot_score: your code is not written yet"):
+    with pytest.raises(
+        NotImplementedError, match="check_dot_score: your code is not written yet"
+    ):
         checks.check_dot_score(NotWritten)
 
 
@@ -320,7 +357,9 @@ def test_failure_is_raised_from_the_verdict_module_only():
     while tb.tb_next is not None:
         tb = tb.tb_next
     assert tb.tb_frame.f_code.co_filename.endswith("verdict.py")
-    assert failure.value.__cause__ is None and failure.value.__suppress_context__ is False
+    assert (
+        failure.value.__cause__ is None and failure.value.__suppress_context__ is False
+    )
     assert failure.value.__context__ is None
 
 

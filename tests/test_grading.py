@@ -27,7 +27,11 @@ def _solution(course, patches=()):
 
 
 def _cell(notebook, grade_id):
-    return next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(
+        c
+        for c in notebook.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
 
 
 def special_submissions(course):
@@ -36,22 +40,42 @@ def special_submissions(course):
     out = {}
 
     loop = _solution(course)
-    _cell(loop, "masked_softmax").source = "while True:\n    pass\n" + _cell(loop, "masked_softmax").source
-    out["loops"] = (loop, {**full, "masked_softmax": 0, "luong_attention": 0,
-                           "bahdanau_attention": 0, "bahdanau_decoder_step": 0})
+    _cell(loop, "masked_softmax").source = (
+        "while True:\n    pass\n" + _cell(loop, "masked_softmax").source
+    )
+    out["loops"] = (
+        loop,
+        {
+            **full,
+            "masked_softmax": 0,
+            "luong_attention": 0,
+            "bahdanau_attention": 0,
+            "bahdanau_decoder_step": 0,
+        },
+    )
 
     killer = _solution(course)
     _cell(killer, "luong_attention").source = "import os\nos._exit(1)\n"
     out["kills-kernel"] = (killer, dict.fromkeys(full, 0.0))
 
     deleted = _solution(course)
-    deleted.cells = [c for c in deleted.cells
-                     if c.metadata.get("nbgrader", {}).get("grade_id") != "test_dot_score"]
+    deleted.cells = [
+        c
+        for c in deleted.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") != "test_dot_score"
+    ]
     out["deleted-test-cell"] = (deleted, dict(full))
 
-    weakened = _solution(course, [{"cell": "luong_attention",
-                                   "old": "weights = masked_softmax(scores, values_mask)",
-                                   "new": "weights = masked_softmax(scores)"}])
+    weakened = _solution(
+        course,
+        [
+            {
+                "cell": "luong_attention",
+                "old": "weights = masked_softmax(scores, values_mask)",
+                "new": "weights = masked_softmax(scores)",
+            }
+        ],
+    )
     _cell(weakened, "test_luong_attention").source = '"""Passes."""\nNone'
     out["weakened-test-cell"] = (weakened, {**full, "luong_attention": 0})
 
@@ -76,7 +100,9 @@ def graded(tmp_path_factory):
         paths, expected = {}, {}
         for sample in course.samples(ASSIGNMENT):
             paths[sample.name] = scratch / f"{sample.name}.ipynb"
-            nbformat.write(course.make_submission(ASSIGNMENT, sample), paths[sample.name])
+            nbformat.write(
+                course.make_submission(ASSIGNMENT, sample), paths[sample.name]
+            )
             expected[sample.name] = course.expected_scores(ASSIGNMENT, sample)
         for name, (notebook, scores) in special_submissions(course).items():
             paths[name] = scratch / f"{name}.ipynb"
@@ -85,7 +111,9 @@ def graded(tmp_path_factory):
         for i in range(3):
             paths[f"solution-again-{i}"] = paths["solution"]
             expected[f"solution-again-{i}"] = expected["solution"]
-        results = grade_folder(course, ASSIGNMENT, paths, feedback=True, log=lambda _: None)
+        results = grade_folder(
+            course, ASSIGNMENT, paths, feedback=True, log=lambda _: None
+        )
     finally:
         if old is None:
             os.environ.pop("KIT_CELL_TIMEOUT", None)
@@ -107,7 +135,13 @@ def test_every_submission_gets_its_expected_scores(graded):
 def test_correct_submission_scores_full_points_every_time(graded):
     _, results, _ = graded
     full = sum(results["solution"].max_scores.values())
-    for name in ["solution", "alternative", "solution-again-0", "solution-again-1", "solution-again-2"]:
+    for name in [
+        "solution",
+        "alternative",
+        "solution-again-0",
+        "solution-again-1",
+        "solution-again-2",
+    ]:
         assert results[name].total == full, (name, results[name].scores)
 
 
@@ -115,30 +149,50 @@ def test_kernel_death_gets_a_note_and_the_batch_goes_on(graded):
     _, results, _ = graded
     assert "kernel died" in results["kills-kernel"].note
     # graded after it, in the same batch:
-    assert results["deleted-test-cell"].total == sum(results["solution"].max_scores.values())
+    assert results["deleted-test-cell"].total == sum(
+        results["solution"].max_scores.values()
+    )
 
 
 def test_blank_student_version_fails_only_with_not_implemented_error(graded):
     course, results, _ = graded
     assert results["blank"].total == 0
     autograded = nbformat.read(
-        course.grading_dir / "autograded" / "blank" / ASSIGNMENT / "attention_seq2seq.ipynb",
+        course.grading_dir
+        / "autograded"
+        / "blank"
+        / ASSIGNMENT
+        / "attention_seq2seq.ipynb",
         as_version=4,
     )
     for cell in autograded.cells:
         if cell.metadata.get("nbgrader", {}).get("grade"):
             errors = [o for o in cell.outputs if o.output_type == "error"]
-            assert [e.ename for e in errors] == ["NotImplementedError"], cell.metadata["nbgrader"]
+            assert [e.ename for e in errors] == ["NotImplementedError"], cell.metadata[
+                "nbgrader"
+            ]
 
 
 def test_feedback_shows_no_hidden_tests_paths_or_tracebacks(graded):
-    course, results, _ = graded
+    course, _, _ = graded
     for name in ["luong-no-mask", "blank", "solution"]:
-        html = (course.grading_dir / "feedback" / name / ASSIGNMENT / "attention_seq2seq.html").read_text()
+        html = (
+            course.grading_dir
+            / "feedback"
+            / name
+            / ASSIGNMENT
+            / "attention_seq2seq.html"
+        ).read_text()
         text = re.sub(r"<[^>]+>", "", html)
         assert "HIDDEN TESTS" not in text
         assert 'cases="hidden"' not in text and "cases=&quot;hidden&quot;" not in text
         assert "site-packages" not in text and str(course.root) not in text
         assert not re.search(r"File \S+\.py|Cell In\[", text)  # no traceback frames
-    html = (course.grading_dir / "feedback" / "luong-no-mask" / ASSIGNMENT / "attention_seq2seq.html").read_text()
+    html = (
+        course.grading_dir
+        / "feedback"
+        / "luong-no-mask"
+        / ASSIGNMENT
+        / "attention_seq2seq.html"
+    ).read_text()
     assert "pass `values_mask` to your masked softmax" in html

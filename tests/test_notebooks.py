@@ -29,13 +29,17 @@ def test_every_assignment_has_one_source(course):
 def test_metadata_is_completed_and_graded_cells_are_locked(sources):
     for path in sources.values():
         notebook = build_source(path)
-        graded = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        graded = [
+            c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")
+        ]
         assert graded
         for cell in graded:
             meta = cell.metadata["nbgrader"]
             assert meta["locked"] and not meta["solution"] and meta["points"] > 0
             assert meta["schema_version"] == 3
-            assert cell.source.lstrip().startswith('"""'), "a test cell starts with its docstring"
+            assert cell.source.lstrip().startswith('"""'), (
+                "a test cell starts with its docstring"
+            )
             assert meta["grade_id"].startswith(("test_", "hidden_"))
 
 
@@ -54,9 +58,13 @@ def test_each_exercise_has_visible_and_hidden_tests(sources):
         ]
         for test in tests:
             kind = test.split("_", 1)[0]
-            assert f"{'hidden' if kind == 'test' else 'test'}_{exercise_of(test)}" in tests
+            assert (
+                f"{'hidden' if kind == 'test' else 'test'}_{exercise_of(test)}" in tests
+            )
         hidden_cells = [
-            c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("hidden_")
+            c
+            for c in notebook.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("hidden_")
         ]
         assert all("### BEGIN HIDDEN TESTS" in c.source for c in hidden_cells)
         assert answers
@@ -87,11 +95,21 @@ def test_student_version_leaks_no_solution_and_no_hidden_tests(course, sources):
         instructor = build_source(path)
         public = "\n".join(_SOLUTION_BLOCK.sub("", c.source) for c in instructor.cells)
         for grade_id, answer in solution_answers(instructor).items():
-            cell = next(c for c in student.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+            cell = next(
+                c
+                for c in student.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+            )
             assert "raise NotImplementedError()" in cell.source
-            secret = {line.strip() for line in answer.splitlines() if line.strip() not in public}
+            secret = {
+                line.strip()
+                for line in answer.splitlines()
+                if line.strip() not in public
+            }
             for line in secret - {""}:
-                assert line not in text, f"solution line leaked into the student version: {line}"
+                assert line not in text, (
+                    f"solution line leaked into the student version: {line}"
+                )
         names = {p.name for p in (course.release_dir / assignment).iterdir()}
         assert names == {course.notebook_name(assignment)}
 
@@ -99,7 +117,11 @@ def test_student_version_leaks_no_solution_and_no_hidden_tests(course, sources):
 def test_first_code_cell_prints_versions(course):
     for assignment in course.assignments():
         release = course.release_dir / assignment / course.notebook_name(assignment)
-        first = next(c for c in nbformat.read(release, as_version=4).cells if c.cell_type == "code")
+        first = next(
+            c
+            for c in nbformat.read(release, as_version=4).cells
+            if c.cell_type == "code"
+        )
         assert "show_versions()" in first.source
 
 

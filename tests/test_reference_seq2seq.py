@@ -42,8 +42,12 @@ def test_concat_score_equals_keras_additive_attention_behind_projections():
     qp, kp = q @ np_(layer.W_1), k @ np_(layer.W_2)
     additive.build([qp.shape, k.shape, kp.shape])
     additive.scale.assign(np_(layer.v_a))  # Keras: sum(scale * tanh(q + k))
-    _, keras_weights = additive([qp, k, kp], mask=[None, PAD], return_attention_scores=True)
-    np.testing.assert_allclose(np_(R.masked_softmax(scores, PAD)), np_(keras_weights), atol=1e-6)
+    _, keras_weights = additive(
+        [qp, k, kp], mask=[None, PAD], return_attention_scores=True
+    )
+    np.testing.assert_allclose(
+        np_(R.masked_softmax(scores, PAD)), np_(keras_weights), atol=1e-6
+    )
 
 
 def test_general_score_is_dot_score_of_projected_keys():
@@ -119,7 +123,9 @@ def test_bahdanau_equals_concat_score_for_one_step_and_formula():
     for target, source in zip(concat.weights, layer.weights, strict=True):
         target.assign(source)
     scores = concat(s[:, None], H)[:, 0]
-    np.testing.assert_allclose(np_(R.masked_softmax(scores, PAD)), np_(weights), atol=1e-6)
+    np.testing.assert_allclose(
+        np_(R.masked_softmax(scores, PAD)), np_(weights), atol=1e-6
+    )
 
 
 def test_decoder_step_equals_numpy_gru_formula():
@@ -127,8 +133,15 @@ def test_decoder_step_equals_numpy_gru_formula():
     tokens, state, H = np.array([1, 7]), normal(2, 5), normal(2, 5, 6)
     logits, new_state, weights = step(tokens, state, H, values_mask=PAD)
     names = [
-        "embeddings", "W_b", "W_c", "w_a", "kernel", "recurrent_kernel", "bias",
-        "output_kernel", "output_bias",
+        "embeddings",
+        "W_b",
+        "W_c",
+        "w_a",
+        "kernel",
+        "recurrent_kernel",
+        "bias",
+        "output_kernel",
+        "output_bias",
     ]
     w = dict(zip(names, [np_(x).astype("float64") for x in step.weights], strict=True))
     expected = M.decoder_step(tokens, state, H, PAD, w)
@@ -143,7 +156,9 @@ def test_decoder_step_equals_numpy_gru_formula():
         R.ConcatScore(units=3),
         R.LuongAttention(units=6, output_dim=7),
         R.BahdanauAttention(units=3),
-        R.BahdanauDecoderStep(vocab_size=11, embedding_dim=4, units=5, attention_units=3),
+        R.BahdanauDecoderStep(
+            vocab_size=11, embedding_dim=4, units=5, attention_units=3
+        ),
     ],
 )
 def test_config_round_trip(layer):
@@ -155,7 +170,10 @@ def test_config_round_trip(layer):
 @pytest.mark.parametrize(
     ("factory", "message"),
     [
-        (lambda: R.ConcatScore(units=0), "expected a positive integer. Received: units=0"),
+        (
+            lambda: R.ConcatScore(units=0),
+            "expected a positive integer. Received: units=0",
+        ),
         (lambda: R.LuongAttention(6, output_dim=-1), "Received: output_dim=-1"),
         (lambda: R.BahdanauAttention(units=2.5), "Received: units=2.5"),
     ],
@@ -179,7 +197,9 @@ def test_compiled_training_step_reduces_loss():
     H, h = keras.layers.GRU(8, return_sequences=True, return_state=True)(
         keras.layers.Embedding(10, 4, mask_zero=True)(src)
     )
-    s = keras.layers.GRU(8, return_sequences=True)(keras.layers.Embedding(6, 4)(dec), initial_state=h)
+    s = keras.layers.GRU(8, return_sequences=True)(
+        keras.layers.Embedding(6, 4)(dec), initial_state=h
+    )
     model = keras.Model([src, dec], R.LuongAttention(8, 6)(s, H))
     model.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
     x = RNG.integers(1, 10, (16, 7)).astype("int32")

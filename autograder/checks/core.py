@@ -27,10 +27,10 @@ import numpy as np
 
 __all__ = [
     "Case",
-    "check",
     "CheckFailed",
     "Mistake",
     "Tolerance",
+    "check",
     "compare",
     "fixed_array",
     "run_cases",
@@ -164,7 +164,9 @@ def compare(received, expected, valid=None, tolerance=Tolerance()):
     allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
     if (diff <= allowed).all():
         return None
-    where = tuple(int(i) for i in np.unravel_index(np.argmax(diff - allowed), diff.shape))
+    where = tuple(
+        int(i) for i in np.unravel_index(np.argmax(diff - allowed), diff.shape)
+    )
     return (
         f"max abs difference {diff.max():.3g} (at index {where}: received "
         f"{received[where]:.6g}, expected {expected[where]:.6g}); "
@@ -176,7 +178,9 @@ def _matches(outputs, other, case, tolerance):
     return all(
         name in other
         and np.shape(other[name]) == np.shape(value)
-        and compare(value, np.asarray(other[name], np.float64), case.valid.get(name), tolerance)
+        and compare(
+            value, np.asarray(other[name], np.float64), case.valid.get(name), tolerance
+        )
         is None
         for name, value in outputs.items()
     )
@@ -306,16 +310,23 @@ def run_cases(
             received_raw = run_student(case)
         except CheckFailed as failure:
             raise CheckFailed(
-                _format_failure(check_name, index, len(cases), case, failure.message, "", tolerance)
+                _format_failure(
+                    check_name, index, len(cases), case, failure.message, "", tolerance
+                )
             ) from None
         expected = run_reference(case)
         received = {}
-        for name, exp in expected.items():
+        for name in expected:
             if name not in received_raw:
                 raise CheckFailed(
                     _format_failure(
-                        check_name, index, len(cases), case,
-                        f"Expected an output `{name}` but it was missing.", "", tolerance,
+                        check_name,
+                        index,
+                        len(cases),
+                        case,
+                        f"Expected an output `{name}` but it was missing.",
+                        "",
+                        tolerance,
                     )
                 ) from None
             received[name] = _as_numpy(received_raw[name], f"Output `{name}`")
@@ -324,7 +335,10 @@ def run_cases(
             got = received[name]
             exp = np.asarray(exp, np.float64)
             if got.shape != exp.shape:
-                problems.append(f"Output `{name}`: received shape {got.shape}, expected {exp.shape}.")
+                problems.append(
+                    f"Output `{name}`: received shape {got.shape}, "
+                    f"expected {exp.shape}."
+                )
                 continue
             issue = compare(got, exp, case.valid.get(name), tolerance)
             if issue:
@@ -342,7 +356,13 @@ def run_cases(
                 break
         raise CheckFailed(
             _format_failure(
-                check_name, index, len(cases), case, "\n".join(problems), hint, tolerance
+                check_name,
+                index,
+                len(cases),
+                case,
+                "\n".join(problems),
+                hint,
+                tolerance,
             )
         ) from None
     return len(cases)

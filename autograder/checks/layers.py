@@ -35,6 +35,7 @@ def _plan_assignment(variables, specs):
     free = list(variables)
     plan = []
     for spec in specs:
+
         def fits(v, spec=spec):
             return tuple(v.shape) == spec.shape
 
@@ -44,10 +45,16 @@ def _plan_assignment(variables, specs):
                 return shape in ((spec.shape[0], 1), (1, spec.shape[0]))
             return len(spec.shape) == 2 and shape == spec.shape[::-1]
 
-        by_name = [v for v in free if _leaf(v.path) == spec.name and (fits(v) or fits_transposed(v))]
-        candidates = by_name or [v for v in free if fits(v)] or [
-            v for v in free if fits_transposed(v)
+        by_name = [
+            v
+            for v in free
+            if _leaf(v.path) == spec.name and (fits(v) or fits_transposed(v))
         ]
+        candidates = (
+            by_name
+            or [v for v in free if fits(v)]
+            or [v for v in free if fits_transposed(v)]
+        )
         if len(candidates) != 1:
             return None, spec, candidates
         chosen = candidates[0]
@@ -138,7 +145,9 @@ def call_layer(layer, args, kwargs, names, what="Your layer"):
 
     with student_code(f"{what} when called"):
         converted = [
-            keras.ops.convert_to_tensor(a.astype(np.float32) if a.dtype.kind == "f" else a)
+            keras.ops.convert_to_tensor(
+                a.astype(np.float32) if a.dtype.kind == "f" else a
+            )
             for a in args
         ]
         outputs = layer(*converted, **kwargs)
@@ -159,7 +168,9 @@ def build_and_inject(cls, init, args, kwargs, specs):
         )
     with student_code(f"`{cls.__name__}` when first called (building)"):
         converted = [
-            keras.ops.convert_to_tensor(a.astype(np.float32) if a.dtype.kind == "f" else a)
+            keras.ops.convert_to_tensor(
+                a.astype(np.float32) if a.dtype.kind == "f" else a
+            )
             for a in args
         ]
         layer(*converted, **kwargs)
@@ -172,7 +183,9 @@ def config_round_trip(check_name, layer, required):
     try:
         _config_round_trip(layer, required)
     except CheckFailed as failure:
-        raise CheckFailed(f"{check_name}: get_config round trip failed.\n{failure}") from None
+        raise CheckFailed(
+            f"{check_name}: get_config round trip failed.\n{failure}"
+        ) from None
 
 
 def _config_round_trip(layer, required):

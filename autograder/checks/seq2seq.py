@@ -9,7 +9,14 @@ passes and raises `CheckFailed` otherwise.
 import numpy as np
 
 from autograder.checks import seq2seq_math as M
-from autograder.checks.core import Case, CheckFailed, Mistake, check, fixed_array, run_cases
+from autograder.checks.core import (
+    Case,
+    CheckFailed,
+    Mistake,
+    check,
+    fixed_array,
+    run_cases,
+)
 from autograder.checks.layers import (
     WeightSpec,
     build_and_inject,
@@ -53,7 +60,9 @@ def _weights(shapes, salt):
     out = {}
     for i, (name, shape) in enumerate(shapes.items()):
         fan_in = shape[0] if len(shape) > 1 else 1
-        out[name] = fixed_array(shape, salt * 31 + i, scale=1.0 / np.sqrt(max(fan_in, 1)) * 1.5)
+        out[name] = fixed_array(
+            shape, salt * 31 + i, scale=1.0 / np.sqrt(max(fan_in, 1)) * 1.5
+        )
     return out
 
 
@@ -67,7 +76,10 @@ def _reference(cls, init, args, kwargs, names, weights):
     inject(layer, [WeightSpec(n, v) for n, v in weights.items()])
     outputs = layer(*tensors, **kwargs)
     outputs = outputs if isinstance(outputs, tuple | list) else (outputs,)
-    return {n: keras.ops.convert_to_numpy(o).astype(np.float64) for n, o in zip(names, outputs, strict=True)}
+    return {
+        n: keras.ops.convert_to_numpy(o).astype(np.float64)
+        for n, o in zip(names, outputs, strict=True)
+    }
 
 
 def _score_cases(sizes, salt):
@@ -84,7 +96,9 @@ def _score_cases(sizes, salt):
     return cases
 
 
-def _check_score(cls, cases, name, ref_name, weight_shapes, math_fn, mistakes, init=None, salt=0):
+def _check_score(
+    cls, cases, name, ref_name, weight_shapes, math_fn, mistakes, init=None, salt=0
+):
     from autograder.reference import seq2seq as R
 
     init = init or {}
@@ -105,12 +119,22 @@ def _check_score(cls, cases, name, ref_name, weight_shapes, math_fn, mistakes, i
         return call_layer(layer, args, {}, ["scores"], f"`{cls.__name__}`")
 
     def run_reference(case):
-        return _reference(ref_cls, init, list(case.inputs.values()), {}, ["scores"], weights_for(case))
+        return _reference(
+            ref_cls, init, list(case.inputs.values()), {}, ["scores"], weights_for(case)
+        )
 
     def variant(mistake):
         def outputs(case):
             w = weights_for(case)
-            return {"scores": math_fn(case.inputs["query"], case.inputs["keys"], *w.values(), mistake=mistake)}
+            return {
+                "scores": math_fn(
+                    case.inputs["query"],
+                    case.inputs["keys"],
+                    *w.values(),
+                    mistake=mistake,
+                )
+            }
+
         return outputs
 
     count = run_cases(
@@ -119,7 +143,7 @@ def _check_score(cls, cases, name, ref_name, weight_shapes, math_fn, mistakes, i
         run_student,
         run_reference,
         [Mistake(m, hint, variant(m)) for m, hint in mistakes],
-        generic_hint="Compare your formula with the one in the exercise, one term at a time.",
+        generic_hint="Compare your formula with the exercise's, one term at a time.",
     )
     if init:
         layer = cls(**init)
@@ -149,14 +173,23 @@ def check_dot_score(DotScore, cases="visible"):
     chosen = _choose(
         cases,
         lambda: _score_cases([(2, 3, 5, 4, 4), (1, 1, 6, 4, 4)], salt=1),
-        lambda: _score_cases([(3, 4, 2, 8, 8), (5, 7, 7, 3, 3), (1, 2, 9, 16, 16)], salt=2),
+        lambda: _score_cases(
+            [(3, 4, 2, 8, 8), (5, 7, 7, 3, 3), (1, 2, 9, 16, 16)], salt=2
+        ),
     )
     count = _check_score(
-        DotScore, chosen, "check_dot_score", "DotScore",
-        lambda dq, dk, init: {}, M.dot_score,
+        DotScore,
+        chosen,
+        "check_dot_score",
+        "DotScore",
+        lambda dq, dk, init: {},
+        M.dot_score,
         [
-            ("scaled", "Your scores are divided by sqrt(d): that is the scaled "
-             "dot product of the Transformer. Luong's dot score has no scaling."),
+            (
+                "scaled",
+                "Your scores are divided by sqrt(d): that is the scaled "
+                "dot product of the Transformer. Luong's dot score has no scaling.",
+            ),
             _TRANSPOSED,
         ],
     )
@@ -173,8 +206,12 @@ def check_general_score(GeneralScore, cases="visible"):
         lambda: _score_cases([(3, 4, 2, 5, 3), (1, 1, 7, 2, 9)], salt=4),
     )
     count = _check_score(
-        GeneralScore, chosen, "check_general_score", "GeneralScore",
-        lambda dq, dk, init: {"W_a": (dk, dq)}, M.general_score,
+        GeneralScore,
+        chosen,
+        "check_general_score",
+        "GeneralScore",
+        lambda dq, dk, init: {"W_a": (dk, dq)},
+        M.general_score,
         [_TRANSPOSED],
         salt=5,
     )
@@ -191,9 +228,15 @@ def check_concat_score(ConcatScore, cases="visible"):
         lambda: _score_cases([(3, 4, 2, 5, 2), (1, 1, 7, 2, 9)], salt=7),
     )
     count = _check_score(
-        ConcatScore, chosen, "check_concat_score", "ConcatScore",
-        lambda dq, dk, init: {"W_1": (dq, init["units"]), "W_2": (dk, init["units"]),
-                              "v_a": (init["units"],)},
+        ConcatScore,
+        chosen,
+        "check_concat_score",
+        "ConcatScore",
+        lambda dq, dk, init: {
+            "W_1": (dq, init["units"]),
+            "W_2": (dk, init["units"]),
+            "v_a": (init["units"],),
+        },
         M.concat_score,
         [
             ("no_tanh", "The tanh is missing: the score is v_a . tanh(W_1 s + W_2 h)."),
@@ -231,10 +274,16 @@ def check_masked_softmax(masked_softmax, cases="visible"):
         return _softmax_cases(
             [
                 ("no mask: a plain softmax over the last axis", (2, 3, 4), None),
-                ("a padding mask (batch, keys): padded keys get zero weight", (2, 3, 5),
-                 _mask([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])),
-                ("a sequence whose keys are all padding: zeros, no NaN", (2, 2, 3),
-                 _mask([[0, 0, 0], [1, 0, 1]])),
+                (
+                    "a padding mask (batch, keys): padded keys get zero weight",
+                    (2, 3, 5),
+                    _mask([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+                ),
+                (
+                    "a sequence whose keys are all padding: zeros, no NaN",
+                    (2, 2, 3),
+                    _mask([[0, 0, 0], [1, 0, 1]]),
+                ),
             ],
             salt=20,
         )
@@ -242,11 +291,21 @@ def check_masked_softmax(masked_softmax, cases="visible"):
     def hidden():
         return _softmax_cases(
             [
-                ("a full (batch, queries, keys) mask", (2, 3, 4),
-                 np.tril(np.ones((3, 4), bool))[None].repeat(2, 0)),
-                ("one query, many keys, batch of 4", (4, 1, 9),
-                 _mask([[1] * 9, [1] * 4 + [0] * 5, [1] + [0] * 8, [0] * 9])),
-                ("large scores (overflow check)", (1, 2, 6), _mask([[1, 1, 1, 1, 0, 0]])),
+                (
+                    "a full (batch, queries, keys) mask",
+                    (2, 3, 4),
+                    np.tril(np.ones((3, 4), bool))[None].repeat(2, 0),
+                ),
+                (
+                    "one query, many keys, batch of 4",
+                    (4, 1, 9),
+                    _mask([[1] * 9, [1] * 4 + [0] * 5, [1] + [0] * 8, [0] * 9]),
+                ),
+                (
+                    "large scores (overflow check)",
+                    (1, 2, 6),
+                    _mask([[1, 1, 1, 1, 0, 0]]),
+                ),
             ],
             salt=30,
         )
@@ -268,10 +327,16 @@ def check_masked_softmax(masked_softmax, cases="visible"):
         return {"weights": out}
 
     def run_reference(case):
-        return {"weights": M.masked_softmax(case.inputs["scores"], case.inputs.get("mask"))}
+        return {
+            "weights": M.masked_softmax(case.inputs["scores"], case.inputs.get("mask"))
+        }
 
     def variant(m):
-        return lambda case: {"weights": M.masked_softmax(case.inputs["scores"], case.inputs.get("mask"), m)}
+        return lambda case: {
+            "weights": M.masked_softmax(
+                case.inputs["scores"], case.inputs.get("mask"), m
+            )
+        }
 
     count = run_cases(
         "check_masked_softmax",
@@ -279,15 +344,30 @@ def check_masked_softmax(masked_softmax, cases="visible"):
         run_student,
         run_reference,
         [
-            Mistake("no_mask", "Padded keys got weight: the mask was not applied.", variant("no_mask")),
-            Mistake("inverted", "Your mask is inverted: True means 'may attend' "
-                    "(a real token), False means padding.", variant("inverted")),
-            Mistake("wrong_axis", "Your weights sum to 1 over the queries (axis -2); "
-                    "the softmax runs over the keys, the last axis.", variant("wrong_axis")),
-            Mistake("uniform_empty", "Where every key is padding your weights are 1/keys. "
-                    "Padded keys must get exactly zero weight even then: zero them "
-                    "after the softmax with `ops.where(mask, weights, 0)`.",
-                    variant("uniform_empty")),
+            Mistake(
+                "no_mask",
+                "Padded keys got weight: the mask was not applied.",
+                variant("no_mask"),
+            ),
+            Mistake(
+                "inverted",
+                "Your mask is inverted: True means 'may attend' "
+                "(a real token), False means padding.",
+                variant("inverted"),
+            ),
+            Mistake(
+                "wrong_axis",
+                "Your weights sum to 1 over the queries (axis -2); "
+                "the softmax runs over the keys, the last axis.",
+                variant("wrong_axis"),
+            ),
+            Mistake(
+                "uniform_empty",
+                "Where every key is padding your weights are 1/keys. "
+                "Padded keys must get exactly zero weight even then: zero them "
+                "after the softmax with `ops.where(mask, weights, 0)`.",
+                variant("uniform_empty"),
+            ),
         ],
         generic_hint="Fill padded scores with a large negative number (not -inf, "
         "which turns an all-padded row into 0/0 = NaN), take the softmax over the "
@@ -306,8 +386,13 @@ def _check_finite_gradient(masked_softmax):
 
     scores = tf.Variable(fixed_array((2, 2, 3), 40).astype(np.float32))
     mask = tf.constant(_mask([[0, 0, 0], [1, 1, 0]]))
-    with student_code("`masked_softmax` under tf.GradientTape"), tf.GradientTape() as tape:
-        loss = tf.reduce_sum(masked_softmax(scores, mask) * np.arange(3, dtype=np.float32))
+    with (
+        student_code("`masked_softmax` under tf.GradientTape"),
+        tf.GradientTape() as tape,
+    ):
+        loss = tf.reduce_sum(
+            masked_softmax(scores, mask) * np.arange(3, dtype=np.float32)
+        )
     grad = tape.gradient(loss, scores)
     if grad is None or not np.isfinite(grad.numpy()).all():
         raise CheckFailed(
@@ -343,16 +428,27 @@ def _luong_cases(specs, salt):
 
 
 _LUONG_MISTAKES = [
-    ("no_mask", "Padded encoder steps got attention weight: pass `values_mask` "
-     "to your masked softmax."),
-    ("concat_order", "The concatenation is in the wrong order: it is [a_t; s_t], "
-     "the context first, then the decoder state."),
+    (
+        "no_mask",
+        "Padded encoder steps got attention weight: pass `values_mask` "
+        "to your masked softmax.",
+    ),
+    (
+        "concat_order",
+        "The concatenation is in the wrong order: it is [a_t; s_t], "
+        "the context first, then the decoder state.",
+    ),
     ("no_tanh", "The tanh is missing from s~_t = tanh(W_c [a_t; s_t] + b_c)."),
     ("scaled", "Your scores are divided by sqrt(d): Luong's dot score is not scaled."),
-    ("wrong_axis", "Your attention weights sum to 1 over the decoder steps; the "
-     "softmax runs over the encoder steps (the last axis of the scores)."),
-    ("logits", "You return logits: the output is the distribution "
-     "softmax(W_y s~_t + b_y)."),
+    (
+        "wrong_axis",
+        "Your attention weights sum to 1 over the decoder steps; the "
+        "softmax runs over the encoder steps (the last axis of the scores).",
+    ),
+    (
+        "logits",
+        "You return logits: the output is the distribution softmax(W_y s~_t + b_y).",
+    ),
 ]
 
 
@@ -368,10 +464,24 @@ def check_luong_attention(LuongAttention, cases="visible"):
         return _luong_cases(
             [
                 ("no padding: probs and attention weights", 2, 3, 5, 4, None, False),
-                ("padded encoder steps given as `values_mask`", 2, 3, 5, 4,
-                 [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], False),
-                ("padding given as a Keras mask (Masking layer), inside a functional model",
-                 2, 3, 5, 4, [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], True),
+                (
+                    "padded encoder steps given as `values_mask`",
+                    2,
+                    3,
+                    5,
+                    4,
+                    [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
+                    False,
+                ),
+                (
+                    "a Keras mask (Masking layer), inside a functional model",
+                    2,
+                    3,
+                    5,
+                    4,
+                    [[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]],
+                    True,
+                ),
             ],
             salt=50,
         )
@@ -379,11 +489,25 @@ def check_luong_attention(LuongAttention, cases="visible"):
     def hidden():
         return _luong_cases(
             [
-                ("batch of 4, one decoder step", 4, 1, 6, 3,
-                 [[1] * 6, [1] * 2 + [0] * 4, [1] * 5 + [0], [1] + [0] * 5], False),
+                (
+                    "batch of 4, one decoder step",
+                    4,
+                    1,
+                    6,
+                    3,
+                    [[1] * 6, [1] * 2 + [0] * 4, [1] * 5 + [0], [1] + [0] * 5],
+                    False,
+                ),
                 ("longer decoder than encoder", 1, 8, 3, 5, [[1, 1, 0]], False),
-                ("Keras mask, batch of 3", 3, 2, 7, 2,
-                 [[1] * 7, [1] * 3 + [0] * 4, [1] * 6 + [0]], True),
+                (
+                    "Keras mask, batch of 3",
+                    3,
+                    2,
+                    7,
+                    2,
+                    [[1] * 7, [1] * 3 + [0] * 4, [1] * 6 + [0]],
+                    True,
+                ),
             ],
             salt=60,
         )
@@ -392,7 +516,9 @@ def check_luong_attention(LuongAttention, cases="visible"):
 
     def weights_for(case):
         d = case.inputs["query"].shape[-1]
-        return _weights({"W_c": (2 * d, 6), "b_c": (6,), "W_y": (6, 7), "b_y": (7,)}, salt=70 + d)
+        return _weights(
+            {"W_c": (2 * d, 6), "b_c": (6,), "W_y": (6, 7), "b_y": (7,)}, salt=70 + d
+        )
 
     def run_student(case):
         args = [case.inputs["query"], case.inputs["values"]]
@@ -403,12 +529,22 @@ def check_luong_attention(LuongAttention, cases="visible"):
         specs = [WeightSpec(n, v) for n, v in weights_for(case).items()]
         layer = build_and_inject(LuongAttention, case.init, args, explicit, specs)
         if not case.call_kwargs.get("keras_mask"):
-            out = call_layer(layer, args, explicit, ["probs", "weights"], "`LuongAttention`")
-            plain = call_layer(layer, args, {k: v for k, v in explicit.items()
-                                             if k != "return_attention_scores"},
-                               ["probs"], "`LuongAttention` without return_attention_scores")
-            if not np.allclose(np.asarray(plain["probs"]), np.asarray(out["probs"]), atol=1e-6):
-                raise CheckFailed("`return_attention_scores` must not change the output.")
+            out = call_layer(
+                layer, args, explicit, ["probs", "weights"], "`LuongAttention`"
+            )
+            plain = call_layer(
+                layer,
+                args,
+                {k: v for k, v in explicit.items() if k != "return_attention_scores"},
+                ["probs"],
+                "`LuongAttention` without return_attention_scores",
+            )
+            if not np.allclose(
+                np.asarray(plain["probs"]), np.asarray(out["probs"]), atol=1e-6
+            ):
+                raise CheckFailed(
+                    "`return_attention_scores` must not change the output."
+                )
             return out
         from autograder.checks.core import student_code
 
@@ -426,14 +562,24 @@ def check_luong_attention(LuongAttention, cases="visible"):
         if "values_mask" in case.inputs:
             kwargs["values_mask"] = case.inputs["values_mask"]
         return _reference(
-            R.LuongAttention, case.init, [case.inputs["query"], case.inputs["values"]],
-            kwargs, ["probs", "weights"], weights_for(case),
+            R.LuongAttention,
+            case.init,
+            [case.inputs["query"], case.inputs["values"]],
+            kwargs,
+            ["probs", "weights"],
+            weights_for(case),
         )
 
     def variant(m):
         def outputs(case):
-            return M.luong(case.inputs["query"], case.inputs["values"],
-                           case.inputs.get("values_mask"), *weights_for(case).values(), mistake=m)
+            return M.luong(
+                case.inputs["query"],
+                case.inputs["values"],
+                case.inputs.get("values_mask"),
+                *weights_for(case).values(),
+                mistake=m,
+            )
+
         return outputs
 
     mistakes = [Mistake(m, h, variant(m)) for m, h in _LUONG_MISTAKES]
@@ -443,11 +589,20 @@ def check_luong_attention(LuongAttention, cases="visible"):
         "mask) and set `self.supports_masking = True`."
     )
     count = run_cases(
-        "check_luong_attention", chosen, run_student, run_reference, mistakes,
+        "check_luong_attention",
+        chosen,
+        run_student,
+        run_reference,
+        mistakes,
         generic_hint="Check each step against the formulas: scores, masked softmax, "
-        "context, [a_t; s_t], tanh(W_c . + b_c), softmax(W_y . + b_y). " + keras_mask_hint,
+        "context, [a_t; s_t], tanh(W_c . + b_c), softmax(W_y . + b_y). "
+        + keras_mask_hint,
     )
-    config_round_trip("check_luong_attention", LuongAttention(units=6, output_dim=7), ["units", "output_dim"])
+    config_round_trip(
+        "check_luong_attention",
+        LuongAttention(units=6, output_dim=7),
+        ["units", "output_dim"],
+    )
     _passed("check_luong_attention", count + 1)
 
 
@@ -457,8 +612,10 @@ def check_luong_attention(LuongAttention, cases="visible"):
 def _bahdanau_cases(specs, salt):
     cases = []
     for i, (title, b, tk, ds, dh, mask) in enumerate(specs):
-        inputs = {"query": fixed_array((b, ds), salt + 2 * i),
-                  "values": fixed_array((b, tk, dh), salt + 2 * i + 1)}
+        inputs = {
+            "query": fixed_array((b, ds), salt + 2 * i),
+            "values": fixed_array((b, tk, dh), salt + 2 * i + 1),
+        }
         if mask is not None:
             inputs["values_mask"] = np.asarray(mask, bool)
         cases.append(Case(title=title, inputs=inputs, init={"units": 3}))
@@ -474,14 +631,33 @@ def check_bahdanau_attention(BahdanauAttention, cases="visible"):
     chosen = _choose(
         cases,
         lambda: _bahdanau_cases(
-            [("no padding", 2, 5, 4, 6, None),
-             ("padded encoder steps", 2, 5, 4, 6, [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])],
-            salt=80),
+            [
+                ("no padding", 2, 5, 4, 6, None),
+                (
+                    "padded encoder steps",
+                    2,
+                    5,
+                    4,
+                    6,
+                    [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
+                ),
+            ],
+            salt=80,
+        ),
         lambda: _bahdanau_cases(
-            [("batch of 4 with one all-padded sequence", 4, 3, 2, 5,
-              [[1, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0]]),
-             ("long encoder", 1, 12, 7, 2, None)],
-            salt=90),
+            [
+                (
+                    "batch of 4 with one all-padded sequence",
+                    4,
+                    3,
+                    2,
+                    5,
+                    [[1, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0]],
+                ),
+                ("long encoder", 1, 12, 7, 2, None),
+            ],
+            salt=90,
+        ),
     )
 
     def weights_for(case):
@@ -490,34 +666,67 @@ def check_bahdanau_attention(BahdanauAttention, cases="visible"):
         return _weights({"W_b": (ds, 3), "W_c": (dh, 3), "w_a": (3,)}, salt=95 + ds)
 
     def call_kwargs(case):
-        return {"values_mask": case.inputs["values_mask"]} if "values_mask" in case.inputs else {}
+        return (
+            {"values_mask": case.inputs["values_mask"]}
+            if "values_mask" in case.inputs
+            else {}
+        )
 
     def run_student(case):
         args = [case.inputs["query"], case.inputs["values"]]
         specs = [WeightSpec(n, v) for n, v in weights_for(case).items()]
-        layer = build_and_inject(BahdanauAttention, case.init, args, call_kwargs(case), specs)
-        return call_layer(layer, args, call_kwargs(case), ["context", "weights"],
-                          "`BahdanauAttention`")
+        layer = build_and_inject(
+            BahdanauAttention, case.init, args, call_kwargs(case), specs
+        )
+        return call_layer(
+            layer,
+            args,
+            call_kwargs(case),
+            ["context", "weights"],
+            "`BahdanauAttention`",
+        )
 
     def run_reference(case):
-        return _reference(R.BahdanauAttention, case.init,
-                          [case.inputs["query"], case.inputs["values"]], call_kwargs(case),
-                          ["context", "weights"], weights_for(case))
+        return _reference(
+            R.BahdanauAttention,
+            case.init,
+            [case.inputs["query"], case.inputs["values"]],
+            call_kwargs(case),
+            ["context", "weights"],
+            weights_for(case),
+        )
 
     def variant(m):
-        return lambda case: M.bahdanau(case.inputs["query"], case.inputs["values"],
-                                       case.inputs.get("values_mask"),
-                                       *weights_for(case).values(), mistake=m)
+        return lambda case: M.bahdanau(
+            case.inputs["query"],
+            case.inputs["values"],
+            case.inputs.get("values_mask"),
+            *weights_for(case).values(),
+            mistake=m,
+        )
 
     count = run_cases(
-        "check_bahdanau_attention", chosen, run_student, run_reference,
+        "check_bahdanau_attention",
+        chosen,
+        run_student,
+        run_reference,
         [
-            Mistake("no_mask", "Padded encoder steps got attention weight: apply "
-                    "`values_mask` in the softmax.", variant("no_mask")),
-            Mistake("no_tanh", "The tanh is missing: e = w_a . tanh(W_b s + W_c h).",
-                    variant("no_tanh")),
-            Mistake("no_v", "The scores sum the tanh units without weighting them by w_a.",
-                    variant("no_v")),
+            Mistake(
+                "no_mask",
+                "Padded encoder steps got attention weight: apply "
+                "`values_mask` in the softmax.",
+                variant("no_mask"),
+            ),
+            Mistake(
+                "no_tanh",
+                "The tanh is missing: e = w_a . tanh(W_b s + W_c h).",
+                variant("no_tanh"),
+            ),
+            Mistake(
+                "no_v",
+                "The scores sum the tanh units without weighting them by w_a.",
+                variant("no_v"),
+            ),
         ],
         generic_hint="Broadcast W_b s_{t-1} (batch, 1, units) against W_c H "
         "(batch, keys, units), then reduce with w_a over the units.",
@@ -533,9 +742,15 @@ _STEP_INIT = {"vocab_size": 11, "embedding_dim": 4, "units": 5, "attention_units
 
 def _step_weights(dh):
     shapes = {
-        "embeddings": (11, 4), "W_b": (5, 3), "W_c": (dh, 3), "w_a": (3,),
-        "kernel": (4 + dh, 15), "recurrent_kernel": (5, 15), "bias": (2, 15),
-        "output_kernel": (5, 11), "output_bias": (11,),
+        "embeddings": (11, 4),
+        "W_b": (5, 3),
+        "W_c": (dh, 3),
+        "w_a": (3,),
+        "kernel": (4 + dh, 15),
+        "recurrent_kernel": (5, 15),
+        "bias": (2, 15),
+        "output_kernel": (5, 11),
+        "output_bias": (11,),
     }
     return _weights(shapes, salt=100 + dh)
 
@@ -561,50 +776,109 @@ def check_bahdanau_decoder_step(BahdanauDecoderStep, cases="visible"):
 
     chosen = _choose(
         cases,
-        lambda: make([("one step, padded encoder", 2, 5, 6,
-                       [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])], salt=110),
-        lambda: make([("batch of 3, no mask", 3, 4, 2, None),
-                      ("batch of 1, long encoder", 1, 9, 7, [[1] * 6 + [0] * 3])], salt=120),
+        lambda: make(
+            [("one step, padded encoder", 2, 5, 6, [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])],
+            salt=110,
+        ),
+        lambda: make(
+            [
+                ("batch of 3, no mask", 3, 4, 2, None),
+                ("batch of 1, long encoder", 1, 9, 7, [[1] * 6 + [0] * 3]),
+            ],
+            salt=120,
+        ),
     )
 
     def call_kwargs(case):
-        return {"values_mask": case.inputs["values_mask"]} if "values_mask" in case.inputs else {}
+        return (
+            {"values_mask": case.inputs["values_mask"]}
+            if "values_mask" in case.inputs
+            else {}
+        )
 
     def args(case):
-        return [case.inputs["tokens"].astype(np.int32), case.inputs["state"], case.inputs["values"]]
+        return [
+            case.inputs["tokens"].astype(np.int32),
+            case.inputs["state"],
+            case.inputs["values"],
+        ]
 
     def weights_for(case):
         return _step_weights(case.inputs["values"].shape[-1])
 
     def run_student(case):
-        specs = [WeightSpec(n, v, label=n.replace("_", " ")) for n, v in weights_for(case).items()]
-        layer = build_and_inject(BahdanauDecoderStep, case.init, args(case), call_kwargs(case), specs)
-        return call_layer(layer, args(case), call_kwargs(case), ["logits", "state", "weights"],
-                          "`BahdanauDecoderStep`")
+        specs = [
+            WeightSpec(n, v, label=n.replace("_", " "))
+            for n, v in weights_for(case).items()
+        ]
+        layer = build_and_inject(
+            BahdanauDecoderStep, case.init, args(case), call_kwargs(case), specs
+        )
+        return call_layer(
+            layer,
+            args(case),
+            call_kwargs(case),
+            ["logits", "state", "weights"],
+            "`BahdanauDecoderStep`",
+        )
 
     def run_reference(case):
-        return _reference(R.BahdanauDecoderStep, case.init, args(case), call_kwargs(case),
-                          ["logits", "state", "weights"], weights_for(case))
+        return _reference(
+            R.BahdanauDecoderStep,
+            case.init,
+            args(case),
+            call_kwargs(case),
+            ["logits", "state", "weights"],
+            weights_for(case),
+        )
 
     def variant(m):
-        return lambda case: M.decoder_step(case.inputs["tokens"], case.inputs["state"],
-                                           case.inputs["values"], case.inputs.get("values_mask"),
-                                           weights_for(case), mistake=m)
+        return lambda case: M.decoder_step(
+            case.inputs["tokens"],
+            case.inputs["state"],
+            case.inputs["values"],
+            case.inputs.get("values_mask"),
+            weights_for(case),
+            mistake=m,
+        )
 
     count = run_cases(
-        "check_bahdanau_decoder_step", chosen, run_student, run_reference,
+        "check_bahdanau_decoder_step",
+        chosen,
+        run_student,
+        run_reference,
         [
-            Mistake("concat_order", "The cell input is in the wrong order: it is "
-                    "[x_t; c_t], the embedding first, then the context.", variant("concat_order")),
-            Mistake("no_mask", "Padded encoder steps got attention weight: pass "
-                    "`values_mask` to the attention.", variant("no_mask")),
-            Mistake("old_state_output", "The logits come from s_{t-1}: compute them "
-                    "from the new state s_t the cell returns.", variant("old_state_output")),
-            Mistake("softmax_output", "You return probabilities: the step returns "
-                    "logits (the loss applies the softmax).", variant("softmax_output")),
+            Mistake(
+                "concat_order",
+                "The cell input is in the wrong order: it is "
+                "[x_t; c_t], the embedding first, then the context.",
+                variant("concat_order"),
+            ),
+            Mistake(
+                "no_mask",
+                "Padded encoder steps got attention weight: pass "
+                "`values_mask` to the attention.",
+                variant("no_mask"),
+            ),
+            Mistake(
+                "old_state_output",
+                "The logits come from s_{t-1}: compute them "
+                "from the new state s_t the cell returns.",
+                variant("old_state_output"),
+            ),
+            Mistake(
+                "softmax_output",
+                "You return probabilities: the step returns "
+                "logits (the loss applies the softmax).",
+                variant("softmax_output"),
+            ),
         ],
         generic_hint="Attend with the previous state s_{t-1} (Bahdanau), not with "
         "the new one; use keras.layers.GRUCell with its defaults.",
     )
-    config_round_trip("check_bahdanau_decoder_step", BahdanauDecoderStep(**_STEP_INIT), list(_STEP_INIT))
+    config_round_trip(
+        "check_bahdanau_decoder_step",
+        BahdanauDecoderStep(**_STEP_INIT),
+        list(_STEP_INIT),
+    )
     _passed("check_bahdanau_decoder_step", count + 1)

@@ -121,11 +121,19 @@ def decoder_step(tokens, state, values, mask, weights, mistake=None):
     w = weights
     x = w["embeddings"][tokens]
     query = np.zeros_like(state) if mistake == "zero_query" else state
-    att = bahdanau(query, values, mask, w["W_b"], w["W_c"], w["w_a"],
-                   "no_mask" if mistake == "no_mask" else None)
+    att = bahdanau(
+        query,
+        values,
+        mask,
+        w["W_b"],
+        w["W_c"],
+        w["w_a"],
+        "no_mask" if mistake == "no_mask" else None,
+    )
     parts = [att["context"], x] if mistake == "concat_order" else [x, att["context"]]
-    new_state = gru_cell(np.concatenate(parts, -1), state, w["kernel"],
-                         w["recurrent_kernel"], w["bias"])
+    new_state = gru_cell(
+        np.concatenate(parts, -1), state, w["kernel"], w["recurrent_kernel"], w["bias"]
+    )
     source = state if mistake == "old_state_output" else new_state
     logits = source @ w["output_kernel"] + w["output_bias"]
     if mistake == "softmax_output":

@@ -116,7 +116,9 @@ class GeneralScore(_Score):
 
     def build(self, query_shape, keys_shape):
         self.W_a = self.add_weight(
-            name="W_a", shape=(keys_shape[-1], query_shape[-1]), initializer="glorot_uniform"
+            name="W_a",
+            shape=(keys_shape[-1], query_shape[-1]),
+            initializer="glorot_uniform",
         )
 
     def call(self, query, keys):
@@ -209,7 +211,9 @@ class LuongAttention(keras.layers.Layer):
             )
         init = "glorot_uniform"
         both = query_shape[-1] + values_shape[-1]
-        self.W_c = self.add_weight(name="W_c", shape=(both, self.units), initializer=init)
+        self.W_c = self.add_weight(
+            name="W_c", shape=(both, self.units), initializer=init
+        )
         self.b_c = self.add_weight(name="b_c", shape=(self.units,), initializer="zeros")
         self.W_y = self.add_weight(
             name="W_y", shape=(self.units, self.output_dim), initializer=init

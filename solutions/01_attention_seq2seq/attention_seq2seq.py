@@ -39,9 +39,10 @@ from autograder import lesson  # first: keeps TensorFlow's log lines out of your
 lesson.show_versions()
 
 # %%
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
-import keras
+from autograder.data import dates
 from keras import ops
 
 from autograder.checks import (
@@ -53,7 +54,6 @@ from autograder.checks import (
     check_luong_attention,
     check_masked_softmax,
 )
-from autograder.data import dates
 
 TRAIN = not lesson.grading()  # False while nbgrader grades: training is skipped
 print("training cells will run" if TRAIN else "grading: training cells are skipped")
@@ -752,7 +752,7 @@ H = encoder(batch)  # (3, Tk, units), with its padding mask attached
 state = ops.zeros((3, UNITS))
 tokens = ops.ones((3,), dtype="int32")  # <start>
 outputs, alphas = [], []
-for t in range(10):
+for _ in range(10):
     logits, state, alpha = step(tokens, state, H, values_mask=batch != 0)
     tokens = ops.cast(ops.argmax(logits, axis=-1), "int32")
     outputs.append(tokens)
