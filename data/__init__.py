@@ -6,6 +6,8 @@ sequence-to-sequence models with attention. See `data/README.md`.
 """
 
 from .dates import (
+    LIST_SEPARATOR,
+    load_date_lists,
     DEFAULT_SIZES,
     FAMILIES,
     MAX_DATE,
@@ -23,6 +25,8 @@ from .dates import (
 )
 
 __all__ = [
+    "LIST_SEPARATOR",
+    "load_date_lists",
     "DEFAULT_SIZES",
     "FAMILIES",
     "MAX_DATE",

@@ -553,12 +553,13 @@ class CharVocab:
 
     @classmethod
     def for_targets(cls) -> CharVocab:
-        """Returns the vocabulary of ISO targets: `"-"` and the ten digits.
+        """Returns the vocabulary of ISO targets: `"-"`, the ten digits and the
+        space that separates the dates of a list (`load_date_lists`).
 
         Returns:
-            A `CharVocab` of 15 tokens.
+            A `CharVocab` of 16 tokens.
         """
-        return cls("-0123456789")
+        return cls(" -0123456789")
 
     @classmethod
     def from_list(cls, tokens: Sequence[str]) -> CharVocab:
@@ -708,29 +709,92 @@ def encode_targets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encodes ISO targets for teacher forcing.
 
+    A target is one ISO date (`"1979-05-03"`) or several separated by single
+    spaces (`"1979-05-03 2001-09-11"`, from `load_date_lists`). Rows are
+    padded with 0 to the longest target.
+
     Args:
-        texts: Targets of `TARGET_LENGTH` characters, e.g. `"1979-05-03"`.
+        texts: The targets.
         vocab: Usually `CharVocab.for_targets()`.
 
     Returns:
-        A pair of int32 arrays of shape `(len(texts), TARGET_LENGTH + 1)`: the
+        A pair of int32 arrays of shape `(len(texts), longest + 1)`: the
         decoder inputs `<start>` + characters, and the decoder targets
         characters + `<end>`.
 
     Raises:
-        ValueError: If a target does not have `TARGET_LENGTH` characters or has
-            a character outside `vocab`.
+        ValueError: If a target is not ISO dates of `TARGET_LENGTH` characters
+            separated by spaces, or has a character outside `vocab`.
     """
     texts = _check_texts(texts)
-    decoder_inputs = np.zeros((len(texts), TARGET_LENGTH + 1), dtype=np.int32)
-    decoder_targets = np.zeros_like(decoder_inputs)
+    encoded = []
     for row, text in enumerate(texts):
         ids = vocab.encode(text)
-        if len(ids) != TARGET_LENGTH or vocab.UNK_ID in ids:
+        parts = text.split(" ")
+        if vocab.UNK_ID in ids or not all(len(p) == TARGET_LENGTH for p in parts):
             raise ValueError(
                 f"Expected targets of {TARGET_LENGTH} characters from the vocabulary "
-                f"(ISO 'YYYY-MM-DD'). Received: {text!r} at index {row}"
+                f"(ISO 'YYYY-MM-DD', several separated by spaces). Received: "
+                f"{text!r} at index {row}"
             )
-        decoder_inputs[row] = [vocab.START_ID, *ids]
-        decoder_targets[row] = [*ids, vocab.END_ID]
+        encoded.append(ids)
+    width = max((len(ids) for ids in encoded), default=TARGET_LENGTH) + 1
+    decoder_inputs = np.zeros((len(texts), width), dtype=np.int32)
+    decoder_targets = np.zeros_like(decoder_inputs)
+    for row, ids in enumerate(encoded):
+        decoder_inputs[row, : len(ids) + 1] = [vocab.START_ID, *ids]
+        decoder_targets[row, : len(ids) + 1] = [*ids, vocab.END_ID]
     return decoder_inputs, decoder_targets
+
+
+#: What joins the dates of a list in `load_date_lists` (every character is in
+#: the source vocabulary).
+LIST_SEPARATOR = " and "
+
+
+def load_date_lists(
+    split: str,
+    size: int | None = None,
+    seed: int = 0,
+    two_dates: float = 0.3,
+) -> DateSplit:
+    """Loads a split where an input holds one date or two joined by " and ".
+
+    `"1 may 2044 and 22-DEC-1978"` -> `"2044-05-01 1978-12-22"`. A single date
+    carries the same information whatever its length; a list of two carries
+    twice as much. This is what makes the fixed-size state of a plain
+    encoder-decoder a bottleneck (Assignment 1, Part 1).
+
+    Consecutive examples of `load_dates(split, size, seed)` are grouped, each
+    group of two with probability `two_dates`, so the split holds exactly
+    `size` dates, none seen in another split.
+
+    Args:
+        split: One of `SPLITS`.
+        size: Number of dates (not of inputs); default as `load_dates`.
+        seed: Seed of the sampling and of the grouping.
+        two_dates: Probability that a group holds two dates.
+
+    Returns:
+        A `DateSplit`; `families` joins the families of a group with `"+"`.
+    """
+    if not 0.0 <= two_dates <= 1.0:
+        raise ValueError(
+            "Received an invalid value for argument `two_dates`, expected a "
+            f"probability in [0, 1]. Received: two_dates={two_dates!r}"
+        )
+    base = load_dates(split, size, seed)
+    rng = np.random.default_rng(seed + 7 + _SPLIT_SEED_OFFSETS[split])
+    draws = rng.bit_generator.random_raw(len(base)).tolist()
+    sources, targets, families = [], [], []
+    position = 0
+    for draw in draws:
+        if position >= len(base):
+            break
+        count = 2 if draw / 2**64 < two_dates and position + 1 < len(base) else 1
+        group = slice(position, position + count)
+        sources.append(LIST_SEPARATOR.join(base.sources[group]))
+        targets.append(" ".join(base.targets[group]))
+        families.append("+".join(base.families[group]))
+        position += count
+    return DateSplit(tuple(sources), tuple(targets), tuple(families))

@@ -196,8 +196,8 @@ def test_vocab_reserved_tokens_and_targets():
     vocab = dates.CharVocab.for_targets()
     assert vocab.tokens[:4] == ("<pad>", "<start>", "<end>", "<unk>")
     assert (vocab.PAD_ID, vocab.START_ID, vocab.END_ID, vocab.UNK_ID) == (0, 1, 2, 3)
-    assert "".join(vocab.tokens[4:]) == "-0123456789"
-    assert len(vocab) == 15
+    assert "".join(vocab.tokens[4:]) == " -0123456789"
+    assert len(vocab) == 16
     assert dates.CharVocab.from_list(vocab.to_list()) == vocab
 
 
@@ -283,3 +283,30 @@ def test_invalid_split_message():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
+
+
+def test_date_lists_hold_exactly_the_split_dates_once():
+    lists = dates.load_date_lists("test")
+    base = dates.load_dates("test")
+    flat = [t for target in lists.targets for t in target.split(" ")]
+    assert flat == list(base.targets)
+    assert all(
+        s.count(dates.LIST_SEPARATOR) == t.count(" ")
+        for s, t in zip(lists.sources, lists.targets, strict=True)
+    )
+    twos = sum(" " in t for t in lists.targets) / len(lists)
+    assert 0.15 < twos < 0.35
+    assert lists == dates.load_date_lists("test")
+    assert all(c in dates.CharVocab.for_sources().tokens for c in dates.LIST_SEPARATOR)
+
+
+def test_encode_targets_of_lists_pads_to_the_longest():
+    vocab = dates.CharVocab.for_targets()
+    inputs, outputs = dates.encode_targets(
+        ["1979-05-03", "1979-05-03 2001-09-11"], vocab
+    )
+    assert inputs.shape == outputs.shape == (2, 22)
+    assert vocab.decode(outputs[1]) == "1979-05-03 2001-09-11"
+    assert vocab.decode(outputs[0]) == "1979-05-03" and outputs[0, 11] == 0
+    with pytest.raises(ValueError, match="two_dates"):
+        dates.load_date_lists("test", two_dates=1.5)
