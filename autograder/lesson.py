@@ -11,9 +11,16 @@ import platform
 
 import numpy as np
 
+from autograder.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # the notebook's first cell imports this module
+
 __all__ = [
     "PINNED",
     "accuracy_by_length",
+    "bucketed_batches",
+    "date_results",
+    "draw_encoder_decoder",
     "grading",
     "greedy_decode",
     "plot_accuracy_by_length",
@@ -45,27 +52,111 @@ def grading():
     return "NBGRADER_EXECUTION" in os.environ
 
 
-def greedy_decode(model, sources, target_length, start_id, batch_size=512):
+#: Training settings of Assignment 1, measured on 2 CPU cores: the attention
+#: model reaches 99.8% exact match at epoch 10 (98.6% at 8, 99.9% at 11), and
+#: both models train in under 3 minutes. KIT_QUICK=1 (the tests) trains
+#: briefly instead.
+QUICK = os.environ.get("KIT_QUICK") == "1"
+EPOCHS = 1 if QUICK else 10
+BATCH_SIZE = 128
+LEARNING_RATE = 5e-3
+TRAIN_DATES = 3000 if QUICK else 20000
+
+
+def bucketed_batches(sources, decoder_inputs, decoder_targets, batch_size, seed=0):
+    """A `tf.data.Dataset` of teacher-forcing batches padded to their own length.
+
+    Every epoch shuffles the examples, sorts chunks of 16 batches by source
+    length and pads each batch only to its longest source and target, then
+    shuffles the order of the batches. Short inputs then cost short RNN
+    loops, which makes an epoch about 2.5 times faster on CPU than padding
+    everything to the longest input, while batches still mix lengths across
+    epochs.
+
+    Args:
+        sources: int array `(N, S)`, 0-padded on the right.
+        decoder_inputs: int array `(N, T)`.
+        decoder_targets: int array `(N, T)`.
+        batch_size: examples per batch.
+        seed: seed of the shuffling.
+
+    Returns:
+        A dataset of `((sources, decoder_inputs), decoder_targets)` batches.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    source_lengths = (np.asarray(sources) != 0).sum(axis=1)
+    target_lengths = (np.asarray(decoder_targets) != 0).sum(axis=1)
+    count = len(source_lengths)
+
+    def batches():
+        order = rng.permutation(count)
+        chunk = batch_size * 16
+        groups = []
+        for start in range(0, count, chunk):
+            part = order[start : start + chunk]
+            part = part[np.argsort(source_lengths[part], kind="stable")]
+            groups += [
+                part[i : i + batch_size] for i in range(0, len(part), batch_size)
+            ]
+        for index in rng.permutation(len(groups)):
+            rows = groups[index]
+            s, t = source_lengths[rows].max(), target_lengths[rows].max()
+            yield (
+                (sources[rows, :s], decoder_inputs[rows, :t]),
+                decoder_targets[rows, :t],
+            )
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        batches, output_signature=((spec, spec), spec)
+    )
+    number = -(-count // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(number)).prefetch(2)
+
+
+def greedy_decode(model, sources, max_length, start_id, batch_size=512):
     """Greedy decoding of a teacher-forced model, one output step at a time.
 
     `model([sources, decoder_inputs])` must return per-step distributions (or
-    logits) of shape `(B, T, V)`. Step `t` feeds the tokens predicted so far.
+    logits) of shape `(B, T, V)`. Step `t` feeds the `t + 1` tokens known so
+    far (`<start>` and the predictions) and keeps the prediction at step `t`.
 
     Returns:
-        int32 array `(B, target_length)` of predicted tokens.
+        int32 array `(B, max_length)` of predicted tokens.
     """
     batch = len(sources)
-    decoder_inputs = np.zeros((batch, target_length), dtype=np.int32)
-    decoder_inputs[:, 0] = start_id
-    predicted = np.zeros((batch, target_length), dtype=np.int32)
-    for t in range(target_length):
+    known = np.zeros((batch, max_length), dtype=np.int32)
+    known[:, 0] = start_id
+    predicted = np.zeros((batch, max_length), dtype=np.int32)
+    for t in range(max_length):
         probs = model.predict(
-            [sources, decoder_inputs], batch_size=batch_size, verbose=0
+            [sources, known[:, : t + 1]], batch_size=batch_size, verbose=0
         )
         predicted[:, t] = probs[:, t].argmax(-1)
-        if t + 1 < target_length:
-            decoder_inputs[:, t + 1] = predicted[:, t]
+        if t + 1 < max_length:
+            known[:, t + 1] = predicted[:, t]
     return predicted
+
+
+def date_results(sources, targets, predictions):
+    """Score every date of every input: is it exactly right?
+
+    An input may hold several dates (`load_date_lists`); the prediction's
+    `i`-th space-separated date is compared with the target's `i`-th.
+
+    Returns:
+        Two arrays, one entry per date: the length of the input it came
+        from, and whether it was predicted exactly.
+    """
+    lengths, correct = [], []
+    for source, target, predicted in zip(sources, targets, predictions, strict=True):
+        guesses = predicted.split(" ")
+        for i, date in enumerate(target.split(" ")):
+            lengths.append(len(source))
+            correct.append(i < len(guesses) and guesses[i] == date)
+    return np.array(lengths), np.array(correct)
 
 
 def accuracy_by_length(lengths, correct, edges):

@@ -179,24 +179,29 @@ class Course:
             )
         return built
 
-    def generate(self, release_dir=None):
-        """Build the solutions and generate the student versions into `release_dir`."""
+    def _generate_assignments(self, release, log_dir=None):
+        """Build the solutions; run nbgrader's generate_assignment into `release`."""
         self.build_solutions()
-        release = Path(release_dir or self.release_dir).resolve()
         for assignment in self.assignments():
             code, output = self.nbgrader(
                 "generate_assignment",
                 assignment,
                 "--force",
                 f"--CourseDirectory.release_directory={release}",
+                log=log_dir and Path(log_dir) / f"generate-{assignment}.log",
             )
             if code != 0:
                 raise PipelineError(
                     f"generate_assignment {assignment} failed:\n{output}"
                 )
-            for path in (release / assignment).glob("*.ipynb"):
-                notebook = nbformat.read(path, as_version=4)
-                path.write_text(normalized_json(notebook), encoding="utf-8")
+
+    def generate(self, release_dir=None):
+        """Build the solutions and generate the student versions into `release_dir`."""
+        release = Path(release_dir or self.release_dir).resolve()
+        self._generate_assignments(release)
+        for path in release.glob("*/*.ipynb"):
+            notebook = nbformat.read(path, as_version=4)
+            path.write_text(normalized_json(notebook), encoding="utf-8")
         return release
 
     def check_sync(self):
@@ -295,19 +300,9 @@ class Course:
     def prepare_grading(self):
         """Fresh grading folder with the assignments in its gradebook."""
         self.grading_dir.mkdir(parents=True, exist_ok=True)
-        self.build_solutions()
-        for assignment in self.assignments():
-            code, output = self.nbgrader(
-                "generate_assignment",
-                assignment,
-                "--force",
-                f"--CourseDirectory.release_directory={self.grading_dir / 'release'}",
-                log=self.grading_dir / "logs" / f"generate-{assignment}.log",
-            )
-            if code != 0:
-                raise PipelineError(
-                    f"generate_assignment {assignment} failed:\n{output}"
-                )
+        self._generate_assignments(
+            self.grading_dir / "release", self.grading_dir / "logs"
+        )
 
     def submit(self, assignment, student, notebook_path):
         target = self.grading_dir / "submitted" / student / assignment

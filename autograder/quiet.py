@@ -21,3 +21,32 @@ def quiet_tensorflow(environ=os.environ):
     """Set the quiet settings in `environ` unless the user already chose."""
     for key, value in TF_QUIET_ENV.items():
         environ.setdefault(key, value)
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and Keras with file descriptor 2 sent to /dev/null.
+
+    Even with TF_CPP_MIN_LOG_LEVEL=3, TensorFlow's C++ code writes a few lines
+    ("cudart_stub.cc: Could not find cuda drivers", absl's "All log messages
+    before absl::InitializeLog()") straight to file descriptor 2 while it loads
+    and enumerates devices; a notebook shows them in red under the first cell.
+    Only the import and device enumeration run with stderr closed; Python
+    errors still raise as usual.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -58,7 +58,7 @@ def run(path, quick=False):
         if c.cell_type == "code"
     ]
     output = "\n".join(_text(c) for _, _, c in cells)
-    return total, cells, output
+    return total, cells, output, notebook
 
 
 def main():
@@ -71,7 +71,7 @@ def main():
     course.build_solutions()
     for assignment in course.assignments():
         path = course.solutions_dir / assignment / course.notebook_name(assignment)
-        total, cells, output = run(path, args.quick)
+        total, cells, output, notebook = run(path, args.quick)
         print(
             f"{assignment}: executed top to bottom in {total:.0f} s "
             f"({'quick' if args.quick else 'full'} training)"
@@ -79,8 +79,12 @@ def main():
         for index, seconds, cell in sorted(cells, key=lambda c: -c[1])[:5]:
             first = cell.source.strip().splitlines()[0][:60]
             print(f"  cell {index:>3}: {seconds:6.1f} s  {first}")
-        for line in re.findall(r"^.*exact match.*$", output, re.M):
+        for line in re.findall(r"^.*exactly right.*$", output, re.M):
             print(f"  {line.strip()}")
+        executed = course.root / "build" / "benchmarks" / f"{assignment}.ipynb"
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, executed)
+        print(f"  executed notebook (with figures): {executed}")
 
 
 if __name__ == "__main__":

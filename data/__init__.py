@@ -6,10 +6,9 @@ sequence-to-sequence models with attention. See `data/README.md`.
 """
 
 from .dates import (
-    LIST_SEPARATOR,
-    load_date_lists,
     DEFAULT_SIZES,
     FAMILIES,
+    LIST_SEPARATOR,
     MAX_DATE,
     MAX_SOURCE_LENGTH,
     MIN_DATE,
@@ -20,15 +19,15 @@ from .dates import (
     encode_sources,
     encode_targets,
     format_date,
+    load_date_lists,
     load_dates,
     split_for_date,
 )
 
 __all__ = [
-    "LIST_SEPARATOR",
-    "load_date_lists",
     "DEFAULT_SIZES",
     "FAMILIES",
+    "LIST_SEPARATOR",
     "MAX_DATE",
     "MAX_SOURCE_LENGTH",
     "MIN_DATE",
@@ -39,6 +38,7 @@ __all__ = [
     "encode_sources",
     "encode_targets",
     "format_date",
+    "load_date_lists",
     "load_dates",
     "split_for_date",
 ]

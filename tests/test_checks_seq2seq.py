@@ -366,3 +366,19 @@ def test_failure_is_raised_from_the_verdict_module_only():
 def test_bad_cases_argument():
     with pytest.raises(ValueError, match="Received: cases='all'"):
         checks.check_dot_score(R.DotScore, cases="all")
+
+
+class WarnsButRight(R.DotScore):
+    def call(self, query, keys):
+        import warnings
+
+        warnings.warn("something to know", UserWarning, stacklevel=1)
+        return super().call(query, keys)
+
+
+def test_warnings_go_to_stdout_not_stderr(capsys):
+    checks.check_dot_score(WarnsButRight)
+    out, err = capsys.readouterr()
+    assert "Note, a warning while checking: UserWarning: something to know" in out
+    assert out.count("something to know") == 1
+    assert err == ""

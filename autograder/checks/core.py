@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import re
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -221,7 +222,8 @@ def check(function):
         from autograder.checks import verdict
 
         try:
-            return function(*args, **kwargs)
+            with _warnings_to_stdout():
+                return function(*args, **kwargs)
         except CheckFailed as failure:
             message, todo = failure.message, False
         except NotImplementedError as error:
@@ -236,6 +238,27 @@ def check(function):
         verdict.fail(message)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _warnings_to_stdout():
+    """Print warnings raised while checking to stdout, once each.
+
+    nbgrader gives 0 points to a graded cell that writes to stderr, which is
+    where Python sends warnings (for example Keras's "does not support
+    masking"). A warning is worth reading, not worth the points.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            seen = set()
+            for item in caught:
+                text = f"{item.category.__name__}: {item.message}"
+                if text not in seen:
+                    seen.add(text)
+                    print(f"Note, a warning while checking: {text}")
 
 
 def _student_location(error):

@@ -42,7 +42,6 @@ lesson.show_versions()
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
-from autograder.data import dates
 from keras import ops
 
 from autograder.checks import (
@@ -54,6 +53,7 @@ from autograder.checks import (
     check_luong_attention,
     check_masked_softmax,
 )
+from autograder.data import dates
 
 TRAIN = not lesson.grading()  # False while nbgrader grades: training is skipped
 print("training cells will run" if TRAIN else "grading: training cells are skipped")
@@ -77,23 +77,27 @@ for family in dates.FAMILIES:
     print(f"{family:>28}  {dates.format_date(day, family)}")
 
 # %% [markdown]
-# Each input character becomes an integer id; id 0 is padding. The decoder
-# works with *teacher forcing*: it receives the target shifted right by one
-# (starting with `<start>`) and must predict the next character at every
+# A date carries the same eight digits however it is written, long or
+# short. To see what a fixed-size memory can and cannot do, we need inputs
+# whose *information* grows with their length. So an input holds **one date,
+# or two joined by "and"** (`"1 may 2044 and 22-DEC-1978"` ->
+# `"2044-05-01 1978-12-22"`): the second kind carries twice as much.
+#
+# Each character becomes an integer id; id 0 is padding. The decoder works
+# with *teacher forcing*: it receives the target shifted right by one
+# (starting with `<start>`) and learns to predict the next character at every
 # step.
 
 # %%
 source_vocab = dates.CharVocab.for_sources()
 target_vocab = dates.CharVocab.for_targets()
-
-train = lesson.with_trailing_text(dates.load_dates("train"), seed=1)
-validation = lesson.with_trailing_text(dates.load_dates("validation"), seed=2)
-test = lesson.with_trailing_text(dates.load_dates("test"), seed=3)
-max_length = max(len(s) for split in (train, validation, test) for s in split.sources)
+train = dates.load_date_lists("train", size=lesson.TRAIN_DATES, seed=1)
+validation = dates.load_date_lists("validation", seed=2)
+test = dates.load_date_lists("test", seed=3)
 
 
 def encode(split):
-    sources = dates.encode_sources(split.sources, source_vocab, max_len=max_length)
+    sources = dates.encode_sources(split.sources, source_vocab)
     decoder_inputs, decoder_targets = dates.encode_targets(split.targets, target_vocab)
     return sources, decoder_inputs, decoder_targets
 
@@ -101,28 +105,26 @@ def encode(split):
 x_train, y_in_train, y_out_train = encode(train)
 x_val, y_in_val, y_out_val = encode(validation)
 x_test, y_in_test, y_out_test = encode(test)
-print(f"{len(train)} training pairs, {len(validation)} validation, {len(test)} test")
+test_dates = sum(t.count(" ") + 1 for t in test.targets)
+print(f"{len(train)} training inputs, {len(validation)} validation, {len(test)} test ({test_dates} test dates)")
 print(f"source vocabulary {len(source_vocab)}, target vocabulary {len(target_vocab)}")
 for source, target in list(zip(train.sources, train.targets, strict=True))[:6]:
-    print(f"{source!r:>60} -> {target}")
+    print(f"{source!r:>58} -> {target}")
 
 # %% [markdown]
-# Some inputs carry a few words of trailing text after the date, as dates
-# do in real documents ("3 May 1979 see page 12 ..."). The model must learn to
-# find the date and ignore the rest, and it makes inputs of very different
-# lengths, which is what we need to see the bottleneck.
-#
 # ### 1.2 The plain encoder-decoder
 #
 # An encoder RNN reads the input $x_1 \dots x_T$ and updates its state,
 # $h_i = \mathrm{GRU}(h_{i-1}, x_i)$. A decoder RNN starts from the encoder's
-# **last state only**, $s_0 = h_T$, and generates the output:
-# $s_t = \mathrm{GRU}(s_{t-1}, y_{t-1})$, $p(y_t) = \mathrm{softmax}(W s_t + b)$.
+# **last state only**, $s_0 = h_T$, and generates the output one character at
+# a time: $s_t = \mathrm{GRU}(s_{t-1}, [y_{t-1}; h_T])$,
+# $p(y_t) = \mathrm{softmax}(W s_t + b)$. (Feeding $h_T$ to every step, as
+# Cho et al. (2014) do, keeps the decoder from forgetting it; it is still the
+# only thing the decoder knows of the input.)
 #
 # Everything the decoder will ever know about the input must pass through the
-# fixed-size vector $h_T$: this is the **bottleneck**. The longer the input,
-# the more the encoder has to keep in the same 64 numbers, and the further
-# back the first characters are.
+# fixed-size vector $h_T$ (64 numbers here): this is the **bottleneck**. One
+# date fits. Two dates, the first of them read long ago, are another matter.
 
 # %%
 lesson.draw_encoder_decoder(attention=False)
@@ -132,64 +134,81 @@ plt.show()
 UNITS = 64
 
 
+class RepeatOverSteps(keras.layers.Layer):
+    """Copy a vector to every step of a sequence: (B, d), (B, T, e) -> (B, T, d)."""
+
+    def call(self, vector, steps):
+        return ops.repeat(ops.expand_dims(vector, 1), ops.shape(steps)[1], axis=1)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return None
+
+
 def plain_encoder_decoder():
     sources = keras.Input(shape=(None,), dtype="int32", name="sources")
     decoder_inputs = keras.Input(shape=(None,), dtype="int32", name="decoder_inputs")
     x = keras.layers.Embedding(len(source_vocab), 32, mask_zero=True)(sources)
     _, h_last = keras.layers.GRU(UNITS, return_state=True)(x)  # (B, units): all we keep
-    y = keras.layers.Embedding(len(target_vocab), 16)(decoder_inputs)
+    y = keras.layers.Embedding(len(target_vocab), 16, mask_zero=True)(decoder_inputs)
+    y = keras.layers.Concatenate()([y, RepeatOverSteps()(h_last, y)])  # [y_{t-1}; h_T]
     s = keras.layers.GRU(UNITS, return_sequences=True)(y, initial_state=h_last)
     probs = keras.layers.Dense(len(target_vocab), activation="softmax")(s)
     return keras.Model([sources, decoder_inputs], probs, name="plain")
 
 
-def compile_and_fit(model, epochs):
+def compile_and_fit(model):
     model.compile(
         optimizer=keras.optimizers.Adam(lesson.LEARNING_RATE),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     return model.fit(
-        [x_train, y_in_train], y_out_train,
-        validation_data=([x_val, y_in_val], y_out_val),
-        batch_size=lesson.BATCH_SIZE, epochs=epochs, verbose=2,
+        lesson.bucketed_batches(x_train, y_in_train, y_out_train, lesson.BATCH_SIZE),
+        validation_data=lesson.bucketed_batches(x_val, y_in_val, y_out_val, 512),
+        epochs=lesson.EPOCHS,
+        shuffle=False,  # the batches are already shuffled, every epoch
     )
 
 
 # %%
 if TRAIN:
+    keras.utils.set_random_seed(0)
     plain = plain_encoder_decoder()
-    plain_history = compile_and_fit(plain, epochs=lesson.EPOCHS)
+    plain_history = compile_and_fit(plain)
 
 # %% [markdown]
-# Now decode the test inputs greedily (feed back the most likely character at
-# each step) and measure the **exact match**: the share of dates with all ten
-# characters right. Then split the test set by input length.
+# The accuracy printed during training is per character, with the true
+# previous characters fed in. What matters is whole dates produced on the
+# model's own: decode the test inputs greedily (feed back the most likely
+# character at each step) and count a date as right only if all ten
+# characters are. Then split the test dates by the length of their input.
 
 # %%
-LENGTH_EDGES = [0, 12, 18, 24, 30, 40, 50, 80]
-test_lengths = np.array([len(s) for s in test.sources])
+LENGTH_EDGES = [0, 15, 25, 35, 50, 120]
 
 
-def exact_match(model):
-    predicted = lesson.greedy_decode(model, x_test, y_out_test.shape[1], start_id=1)
-    return (predicted == y_out_test).all(axis=1)
+def test_results(model):
+    ids = lesson.greedy_decode(model, x_test, y_out_test.shape[1], start_id=1)
+    predictions = [target_vocab.decode(row) for row in ids]
+    return lesson.date_results(test.sources, test.targets, predictions)
 
 
 if TRAIN:
-    plain_correct = exact_match(plain)
-    print(f"plain encoder-decoder: exact match {plain_correct.mean():.1%} on {len(test)} test dates")
+    test_lengths, plain_correct = test_results(plain)
+    print(f"plain encoder-decoder: {plain_correct.mean():.1%} of {len(plain_correct)} test dates exactly right")
     lesson.plot_accuracy_by_length(
         {"plain encoder-decoder": lesson.accuracy_by_length(test_lengths, plain_correct, LENGTH_EDGES)}
     )
     plt.show()
 
 # %% [markdown]
-# The curve falls as inputs grow: the last state forgets what it read long
-# ago. Bahdanau et al. saw exactly this in translation (their Figure 2: BLEU
-# of the plain model collapses beyond 20-30 words). The cure is to let the
-# decoder **look back at every encoder state** $h_1 \dots h_T$ at each step,
-# and choose where to look. That is attention.
+# The curve falls as inputs grow. Short inputs, single dates, come out right;
+# long ones, mostly pairs of dates, do not: one vector of 64 numbers, written
+# at the end of the input, does not hold two dates. Bahdanau et al. saw
+# exactly this in translation (their Figure 2: the BLEU of the plain model
+# collapses beyond 20 to 30 words). The cure is to let the decoder **look back
+# at every encoder state** $h_1 \dots h_T$ at each step, and choose where to
+# look. That is attention.
 #
 # ## Part 2. Attention: a query, keys and values
 #
@@ -411,6 +430,22 @@ check_masked_softmax(masked_softmax)
 ### BEGIN HIDDEN TESTS
 check_masked_softmax(masked_softmax, cases="hidden")
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# What your masked softmax does, in a picture: three sequences of five keys,
+# the last two of the second sequence and all of the third are padding.
+
+# %%
+demo_scores = np.array([[[2.0, 1.0, 0.5, 0.0, -1.0]], [[2.0, 1.0, 0.5, 3.0, 3.0]], [[1.0, 1.0, 1.0, 1.0, 1.0]]])
+demo_mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=bool)
+demo_weights = ops.convert_to_numpy(masked_softmax(demo_scores, demo_mask))[:, 0]
+fig, ax = plt.subplots(figsize=(5, 2))
+ax.imshow(demo_weights, cmap="viridis", vmin=0, vmax=1)
+for (row, col), value in np.ndenumerate(demo_weights):
+    ax.text(col, row, f"{value:.2f}", ha="center", va="center", color="white" if value < 0.5 else "black")
+ax.set_yticks(range(3), labels=["no padding", "2 padded keys", "all padding"])
+ax.set_xticks(range(5), labels=[f"key {i + 1}" for i in range(5)])
+plt.show()
 
 # %% [markdown]
 # ### Exercise 3: Luong attention (2 points visible, 1 hidden)
@@ -652,9 +687,11 @@ check_bahdanau_decoder_step(BahdanauDecoderStep, cases="hidden")
 # ## Part 4. Training with attention
 #
 # Now the same encoder-decoder as in Part 1, with **your** `LuongAttention`
-# on top of the decoder. The encoder returns all its states $H$ (and their
-# padding mask, from `mask_zero=True`); the decoder starts from the last one
-# as before, and at every step attends over all of them.
+# on top of the decoder, and without the copies of $h_T$: the encoder returns
+# all its states $H$ (with their padding mask, from `mask_zero=True`), the
+# decoder starts from the last one as before, and at every step attends over
+# all of them. Both models train on the same batches for the same number of
+# epochs.
 
 # %%
 lesson.draw_encoder_decoder(attention=True)
@@ -667,7 +704,7 @@ def attention_encoder_decoder():
     decoder_inputs = keras.Input(shape=(None,), dtype="int32", name="decoder_inputs")
     x = keras.layers.Embedding(len(source_vocab), 32, mask_zero=True)(sources)
     H, h_last = keras.layers.GRU(UNITS, return_sequences=True, return_state=True)(x)  # (B, Tk, units)
-    y = keras.layers.Embedding(len(target_vocab), 16)(decoder_inputs)
+    y = keras.layers.Embedding(len(target_vocab), 16, mask_zero=True)(decoder_inputs)
     s = keras.layers.GRU(UNITS, return_sequences=True)(y, initial_state=h_last)  # (B, Tq, units)
     probs, weights = LuongAttention(UNITS, len(target_vocab))(s, H, return_attention_scores=True)
     model = keras.Model([sources, decoder_inputs], probs, name="attention")
@@ -676,20 +713,21 @@ def attention_encoder_decoder():
 
 
 if TRAIN:
+    keras.utils.set_random_seed(0)
     attention_model, attention_inspector = attention_encoder_decoder()
-    attention_history = compile_and_fit(attention_model, epochs=lesson.EPOCHS)
+    attention_history = compile_and_fit(attention_model)
     lesson.plot_history({"plain": plain_history, "attention": attention_history})
     plt.show()
 
 # %% [markdown]
-# The learning curves show per-character accuracy with teacher forcing. What
-# matters is whole dates produced on their own, by greedy decoding:
+# The learning curves show per-character accuracy with teacher forcing. Now
+# whole dates, decoded greedily, by the length of their input:
 
 # %%
 if TRAIN:
-    attention_correct = exact_match(attention_model)
-    print(f"attention: exact match {attention_correct.mean():.2%} on {len(test)} test dates "
-          f"(plain: {plain_correct.mean():.2%})")
+    _, attention_correct = test_results(attention_model)
+    print(f"with attention: {attention_correct.mean():.2%} of {len(attention_correct)} test dates "
+          f"exactly right (plain: {plain_correct.mean():.2%})")
     lesson.plot_accuracy_by_length({
         "plain encoder-decoder": lesson.accuracy_by_length(test_lengths, plain_correct, LENGTH_EDGES),
         "with Luong attention": lesson.accuracy_by_length(test_lengths, attention_correct, LENGTH_EDGES),
@@ -698,35 +736,37 @@ if TRAIN:
 
 # %% [markdown]
 # With attention the accuracy no longer depends on the input's length: the
-# decoder reads the characters it needs, wherever they are.
+# decoder reads the characters it needs, wherever they are, instead of
+# remembering them.
 #
 # ### Where does the model look?
 #
-# Each row of a heatmap is one output character; each column an input
+# Each row of a heatmap is one output character, each column an input
 # character; the colour is the attention weight $\alpha_{ti}$. Read a row:
-# while writing the month, the model looks at the month name (or its
-# number); while writing the year, at the year. Notice how it handles
-# two-digit years, the Korean format, and the trailing words (which get no
-# weight).
+# while writing a month the model looks at the month's name or number; while
+# writing a year, at the year. Notice the two-digit year, the spelled-out
+# date, and how in a pair of dates the second half of the output looks at the
+# second date. (Try a Korean date too: the model reads it well, but
+# matplotlib's default font has no Hangul glyphs to label the columns with.)
 
 # %%
 if TRAIN:
+    may_3, june_21, sep_11 = datetime.date(1979, 5, 3), datetime.date(2004, 6, 21), datetime.date(2001, 9, 11)
     examples = [
-        "Thursday, May 3, 1979",
-        "5/3/79 see page",
-        "1979년 5월 3일",
-        "the twenty-first of June, two thousand and four",
+        dates.format_date(may_3, "weekday-month-d-yyyy"),
+        dates.format_date(may_3, "slash-m-d-yy") + " and " + dates.format_date(june_21, "d-mon-yyyy-upper"),
+        dates.format_date(june_21, "spelled"),
+        dates.format_date(may_3, "dots-d-m-yyyy") + " and " + dates.format_date(sep_11, "month-dth-yyyy"),
     ]
-    examples = [e for e in examples if all(c in source_vocab.tokens for c in e)]
-    x_examples = dates.encode_sources(examples, source_vocab, max_len=max_length)
+    x_examples = dates.encode_sources(examples, source_vocab)
     predicted = lesson.greedy_decode(attention_model, x_examples, y_out_test.shape[1], start_id=1)
-    decoder_inputs = np.concatenate([np.ones((len(examples), 1), "int32"), predicted[:, :-1]], axis=1)
-    attention_maps = attention_inspector.predict([x_examples, decoder_inputs], verbose=0)
-    fig, axes = plt.subplots(len(examples), 1, figsize=(10, 3.2 * len(examples)))
+    known = np.concatenate([np.ones((len(examples), 1), "int32"), predicted[:, :-1]], axis=1)
+    attention_maps = attention_inspector.predict([x_examples, known], verbose=0)
+    fig, axes = plt.subplots(len(examples), 1, figsize=(10, 3.4 * len(examples)))
     for ax, text, ids, weights in zip(axes, examples, predicted, attention_maps, strict=True):
         output = target_vocab.decode(ids)
         lesson.plot_attention(weights[: len(output) + 1, : len(text)], text, output + "⏎", ax=ax,
-                              title=f"{text!r} -> {output}")
+                              title=f"{text!r} -> {output!r}")
     plt.tight_layout()
     plt.show()
 

@@ -1,0 +1,66 @@
+"""The helpers the notebooks share: batching, decoding, scoring, figures."""
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+
+from autograder import lesson
+from autograder.data import dates
+
+
+def test_bucketed_batches_cover_every_example_once_padded_per_batch():
+    split = dates.load_date_lists("validation", size=700, seed=0)
+    vocab_s, vocab_t = dates.CharVocab.for_sources(), dates.CharVocab.for_targets()
+    x = dates.encode_sources(split.sources, vocab_s)
+    y_in, y_out = dates.encode_targets(split.targets, vocab_t)
+    dataset = lesson.bucketed_batches(x, y_in, y_out, batch_size=64, seed=1)
+    seen = []
+    for (sources, decoder_inputs), targets in dataset:
+        sources, targets = sources.numpy(), targets.numpy()
+        assert (
+            sources.shape[1] == (sources != 0).sum(1).max()
+        )  # padded to its own longest
+        assert decoder_inputs.shape == targets.shape
+        seen += [vocab_s.decode(row) for row in sources]
+    assert sorted(seen) == sorted(split.sources)
+    assert len(dataset) == -(-len(split) // 64)
+
+
+def test_greedy_decode_feeds_back_its_predictions():
+    """A 'model' that predicts (previous token + 1) at every step."""
+
+    class Counter(keras.Model):
+        def call(self, inputs):
+            _, known = inputs
+            return keras.ops.one_hot(known + 1, 20)
+
+        def predict(self, inputs, batch_size=None, verbose=0):
+            return keras.ops.convert_to_numpy(self(inputs))
+
+    out = lesson.greedy_decode(Counter(), np.zeros((2, 3), "int32"), 4, start_id=5)
+    np.testing.assert_array_equal(out, [[6, 7, 8, 9], [6, 7, 8, 9]])
+
+
+def test_date_results_score_each_date_of_a_list():
+    lengths, correct = lesson.date_results(
+        ["3.5.1979", "5/3/79 and 6/4/80"],
+        ["1979-05-03", "1979-05-03 1980-06-04"],
+        ["1979-05-03", "1979-05-03"],
+    )
+    np.testing.assert_array_equal(lengths, [8, 17, 17])
+    np.testing.assert_array_equal(correct, [True, True, False])
+
+
+def test_accuracy_by_length_buckets():
+    rows = lesson.accuracy_by_length([5, 6, 20, 30], [1, 0, 1, 1], [0, 10, 25, 40, 50])
+    assert rows == [(0, 10, 2, 0.5), (10, 25, 1, 1.0), (25, 40, 1, 1.0)]
+
+
+def test_figures_draw(capsys):
+    lesson.show_versions()
+    assert "tensorflow 2.21" in capsys.readouterr().out
+    lesson.draw_encoder_decoder(attention=True)
+    lesson.draw_encoder_decoder(attention=False)
+    lesson.plot_attention(np.eye(3, 5), "5/3/7", "19⏎")
+    lesson.plot_accuracy_by_length({"m": [(0, 10, 3, 0.5)]})
+    plt.close("all")
