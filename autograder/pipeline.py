@@ -335,6 +335,7 @@ class Course:
             for grade_id, score in self._grades(assignment, student).items():
                 name = exercise_of(grade_id)
                 scores[name] = scores.get(name, 0.0) + (score or 0.0)
+            note = interruption_note(output)
         return GradeResult(student, scores, max_scores, note, seconds)
 
     def _gradebook(self):
@@ -432,6 +433,20 @@ def failure_note(code, output, timeout):
         last = [line for line in output.splitlines() if line.strip()][-1:] or ["?"]
         return f"nbgrader failed ({last[0][:160]}); graded 0"
     return ""
+
+
+def interruption_note(output):
+    """A note when nbgrader interrupted cells that ran past the per-cell limit."""
+    count = output.count("Timeout waiting for execute reply")
+    if not count:
+        return ""
+    limit = re.search(r"Timeout waiting for execute reply \((\d+)s\)", output)
+    seconds = f" {limit.group(1)} s" if limit else ""
+    cells, verb = ("a cell", "was") if count == 1 else (f"{count} cells", "were")
+    return (
+        f"{cells} ran past the{seconds} per-cell limit and {verb} interrupted; "
+        "the rest was graded"
+    )
 
 
 def format_table(results, expected=None):

@@ -145,6 +145,12 @@ def test_correct_submission_scores_full_points_every_time(graded):
         assert results[name].total == full, (name, results[name].scores)
 
 
+def test_looping_cell_is_interrupted_with_a_note(graded):
+    _, results, _ = graded
+    note = results["loops"].note
+    assert "a cell ran past the 12 s per-cell limit and was interrupted" in note, note
+
+
 def test_kernel_death_gets_a_note_and_the_batch_goes_on(graded):
     _, results, _ = graded
     assert "kernel died" in results["kills-kernel"].note
