@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.pipeline import Course, PipelineError, format_table, results_json
+from autograder.pipeline import Course, PipelineError, format_table
 
 
 def _course(args):
@@ -80,20 +80,12 @@ def find_submissions(folder, assignment):
     return found
 
 
-def grade_folder(course, assignment, submissions, feedback=True, log=print):
-    course.prepare_grading()
-    results = []
-    for student, path in submissions.items():
-        course.submit(assignment, student, path)
-        result = course.autograde(assignment, student)
-        log(
-            f"  graded {student}: {result.total:g}/{sum(result.max_scores.values()):g} "
-            f"in {result.seconds:.1f} s" + (f"  ({result.note})" if result.note else "")
-        )
-        results.append(result)
+def grade_folder(
+    course, assignment, submissions, feedback=True, log=print, regrade=False
+):
+    results = course.grade_all(assignment, submissions, regrade=regrade, log=log)
     if feedback:
         course.feedback(assignment)
-    (course.grading_dir / f"grades-{assignment}.json").write_text(results_json(results))
     return results
 
 
@@ -108,7 +100,9 @@ def cmd_grade(args):
         f"Grading {len(submissions)} submission(s) of {args.assignment} "
         f"into {course.grading_dir}"
     )
-    results = grade_folder(course, args.assignment, submissions, not args.no_feedback)
+    results = grade_folder(
+        course, args.assignment, submissions, not args.no_feedback, regrade=args.regrade
+    )
     print()
     print(format_table(results))
     print(f"\nFeedback: {course.grading_dir / 'feedback'}")
@@ -129,7 +123,7 @@ def cmd_demo(args):
             course, assignment, course.grading_dir / "samples" / assignment
         )
         print(f"\nAutograding {len(paths)} sample submissions of {assignment}:")
-        results = grade_folder(course, assignment, paths)
+        results = grade_folder(course, assignment, paths, regrade=True)
         expected = {s.name: course.expected_scores(assignment, s) for s in samples}
         print()
         print(format_table(results, expected))
@@ -165,6 +159,12 @@ def main(argv=None):
     )
     p.add_argument("--out", default=None, help="grading folder (default build/grading)")
     p.add_argument("--no-feedback", action="store_true")
+    p.add_argument(
+        "--regrade",
+        action="store_true",
+        help="grade every submission again (default: an interrupted or repeated "
+        "run keeps the grades of unchanged submissions)",
+    )
     p = sub.add_parser("demo", help="grade the bundled sample submissions")
     p.add_argument(
         "--out", default="build/demo", help="grading folder (default build/demo)"

@@ -9,6 +9,7 @@ its own grade only, and the batch goes on.
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -76,6 +77,7 @@ class GradeResult:
     max_scores: dict
     note: str = ""
     seconds: float = 0.0
+    digest: str = ""  # sha256 of the submitted file: a rerun skips unchanged ones
 
     @property
     def total(self):
@@ -304,12 +306,17 @@ class Course:
             self.grading_dir / "release", self.grading_dir / "logs"
         )
 
-    def submit(self, assignment, student, notebook_path):
+    def submit(self, assignment, student, notebook):
+        """Place a notebook (a path or a NotebookNode) where nbgrader reads it."""
         target = self.grading_dir / "submitted" / student / assignment
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        shutil.copyfile(notebook_path, target / self.notebook_name(assignment))
+        destination = target / self.notebook_name(assignment)
+        if isinstance(notebook, str | Path):
+            shutil.copyfile(notebook, destination)
+        else:
+            nbformat.write(notebook, destination)
         (target / "timestamp.txt").write_text(
             time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime())
         )
@@ -337,6 +344,53 @@ class Course:
                 scores[name] = scores.get(name, 0.0) + (score or 0.0)
             note = interruption_note(output)
         return GradeResult(student, scores, max_scores, note, seconds)
+
+    def grade_all(self, assignment, submissions, regrade=False, log=print):
+        """Grade `{student: path}`, resuming an interrupted run.
+
+        Results are written after every submission. On the next run a
+        submission whose file is unchanged keeps its result (unless
+        `regrade`); one that cannot be read as a notebook gets 0 and a note,
+        and the others are graded.
+        """
+        self.prepare_grading()
+        state = self.grading_dir / f"grades-{assignment}.json"
+        earlier = {} if regrade else load_results(state)
+        done = dict(earlier)
+        results = []
+        for student, path in submissions.items():
+            digest = file_digest(path) if Path(path).is_file() else ""
+            previous = earlier.get(student)
+            if previous is not None and digest and previous.digest == digest:
+                log(f"  kept {student}: {previous.total:g} (graded before, unchanged)")
+                results.append(previous)
+                continue
+            notebook, notes, problem = inspect_submission(path)
+            if problem:
+                self._forget(assignment, student)
+                max_scores = self.exercises(assignment)
+                result = GradeResult(
+                    student,
+                    dict.fromkeys(max_scores, 0.0),
+                    max_scores,
+                    f"not graded: {problem}; graded 0",
+                    0.0,
+                    digest,
+                )
+            else:
+                self.submit(assignment, student, notebook)
+                result = self.autograde(assignment, student)
+                result.digest = digest
+                result.note = "; ".join(filter(None, [*notes, result.note]))
+            log(
+                f"  graded {student}: {result.total:g}/"
+                f"{sum(result.max_scores.values()):g} in {result.seconds:.1f} s"
+                + (f"  ({result.note})" if result.note else "")
+            )
+            results.append(result)
+            done[student] = result
+            write_results(state, list(done.values()))
+        return results
 
     def _gradebook(self):
         from nbgrader.api import Gradebook
@@ -479,3 +533,93 @@ def format_table(results, expected=None):
 
 def results_json(results):
     return json.dumps([dataclasses.asdict(r) for r in results], indent=1)
+
+
+def load_results(path):
+    """Results written by an earlier (possibly interrupted) run, by student."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {row["student"]: GradeResult(**row) for row in rows}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def write_results(path, results):
+    """Write the results atomically: an interrupted write leaves the old file."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(results_json(results), encoding="utf-8")
+    os.replace(partial, path)
+
+
+#: Largest notebook accepted, after its outputs are removed.
+MAX_SUBMISSION_BYTES = 5_000_000
+
+
+def inspect_submission(path):
+    """Read a submitted file as a gradable notebook, or say why it is not one.
+
+    Outputs are removed (grading runs every cell again, and a huge output
+    would only slow nbgrader down) and a notebook saved with another kernel
+    is graded with Python 3, with a note.
+
+    Returns:
+        `(notebook, notes, problem)`: the notebook to grade and notes about
+        it, or `None`, `[]` and a one-line reason it cannot be graded.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        return None, [], f"cannot read the file ({error.strerror})"
+    if not raw.strip():
+        return None, [], "the file is empty"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, [], "not a notebook: the file is not UTF-8 text"
+    except json.JSONDecodeError as error:
+        return (
+            None,
+            [],
+            (
+                f"not a notebook: invalid JSON at line {error.lineno}, "
+                f"column {error.colno}"
+            ),
+        )
+    if not isinstance(data, dict) or "cells" not in data:
+        return None, [], "not a notebook: the JSON has no cells"
+    try:
+        notebook = nbformat.reads(json.dumps(data), as_version=4)
+        nbformat.validate(notebook)
+    except Exception as error:  # nbformat raises several types
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        return None, [], f"not a valid notebook ({type(error).__name__}: {first})"
+    notes = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    kernel = notebook.metadata.get("kernelspec", {}).get("name", "python3")
+    if kernel != "python3":
+        notes.append(f"saved with the kernel {kernel!r}; graded with Python 3")
+        notebook.metadata["kernelspec"] = {
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+            "name": "python3",
+        }
+    size = len(nbformat.writes(notebook).encode("utf-8"))
+    if size > MAX_SUBMISSION_BYTES:
+        return (
+            None,
+            [],
+            (
+                f"too large: {size / 1e6:.1f} MB of cells without outputs "
+                f"(limit {MAX_SUBMISSION_BYTES / 1e6:.0f} MB)"
+            ),
+        )
+    return notebook, notes, ""
+
+
+def file_digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
