@@ -42,6 +42,18 @@ c.CourseDirectory.ignore = [
 # A deleted test cell is put back and graded (nbgrader's default gives 0).
 c.OverwriteCells.add_missing_cells = True
 
+# Student code runs in the `kit-sandbox` kernel that `autograder grade`
+# writes (no network, own process space, memory limit: autograder/sandbox.py),
+# reached through Unix sockets since the kernel has no network.
+if os.environ.get("KIT_KERNEL"):
+    c.Execute.kernel_name = os.environ["KIT_KERNEL"]
+    c.KernelManager.transport = "ipc"
+    # Socket files by absolute path: nbgrader and the kernel run in different
+    # folders. Short, because a Unix socket path has at most 107 characters.
+    IPC = os.path.join("/tmp", f"kit-ipc-{os.getuid()}")
+    os.makedirs(IPC, mode=0o700, exist_ok=True)
+    c.KernelManager.ip = os.path.join(IPC, "kernel")
+
 # Per-cell limit; the whole notebook's limit is set by `autograder grade`.
 c.Execute.timeout = int(os.environ.get("KIT_CELL_TIMEOUT", "60"))
 # C-level log lines (TensorFlow's C++ logging) go to the grader's console,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import sandbox
 from autograder.pipeline import Course, PipelineError, format_table
 
 
@@ -83,6 +84,7 @@ def find_submissions(folder, assignment):
 def grade_folder(
     course, assignment, submissions, feedback=True, log=print, regrade=False
 ):
+    log(f"  ({sandbox.describe()})")
     results = course.grade_all(assignment, submissions, regrade=regrade, log=log)
     if feedback:
         course.feedback(assignment)

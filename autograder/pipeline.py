@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import sandbox
 from autograder.notebooks import (
     build_source,
     find_sources,
@@ -138,30 +140,41 @@ class Course:
             [str(Path(sys.executable).parent), env.get("PATH", "")]
         )
         env.setdefault("PYTHONHASHSEED", "0")
+        kernels = self.grading_dir / "jupyter"
+        if (kernels / "kernels" / sandbox.KERNEL_NAME).is_dir():
+            env["JUPYTER_PATH"] = os.pathsep.join(
+                filter(None, [str(kernels), env.get("JUPYTER_PATH")])
+            )
+            env["KIT_KERNEL"] = sandbox.KERNEL_NAME  # read by nbgrader_config.py
         return env
 
     def nbgrader(self, *args, timeout=None, log=None):
-        """Run `nbgrader ARGS` in the course root; return (exit code, output)."""
+        """Run `nbgrader ARGS` in the course root; return (exit code, output).
+
+        nbgrader runs in a session of its own; when the time limit is reached
+        the whole session is killed (the grading kernel dies with nbgrader:
+        see `autograder.sandbox`).
+        """
         executable = Path(sys.executable).with_name("nbgrader")
         command = [str(executable) if executable.exists() else "nbgrader", *args]
+        process = subprocess.Popen(
+            command,
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                command,
-                cwd=self.root,
-                env=self.env(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                start_new_session=True,
-            )
-            code, output = done.returncode, done.stdout + done.stderr
-        except subprocess.TimeoutExpired as expired:
+            output, _ = process.communicate(timeout=timeout)
+            code = process.returncode
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
             code = None
-            output = (
-                (expired.stdout or b"").decode(errors="replace")
-                if isinstance(expired.stdout, bytes)
-                else (expired.stdout or "")
-            )
             output += (
                 f"\n[autograder] stopped after {timeout} s (whole-notebook limit)\n"
             )
@@ -300,8 +313,16 @@ class Course:
     # ------------------------------------------------------------- grading
 
     def prepare_grading(self):
-        """Fresh grading folder with the assignments in its gradebook."""
+        """Grading folder, sandbox kernel and the assignments in the gradebook.
+
+        `KIT_SANDBOX=0` grades with the plain Python kernel instead.
+        """
         self.grading_dir.mkdir(parents=True, exist_ok=True)
+        kernels = self.grading_dir / "jupyter"
+        if os.environ.get("KIT_SANDBOX", "1") != "0":
+            sandbox.write_kernelspec(kernels)
+        elif kernels.exists():
+            shutil.rmtree(kernels)
         self._generate_assignments(
             self.grading_dir / "release", self.grading_dir / "logs"
         )

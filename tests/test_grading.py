@@ -8,10 +8,14 @@ delete or weaken a test cell.
 
 import os
 import re
+import socket
+import threading
+from pathlib import Path
 
 import nbformat
 import pytest
 
+from autograder import sandbox
 from autograder.cli import grade_folder
 from autograder.pipeline import Course, Sample
 
@@ -87,7 +91,67 @@ def special_submissions(course):
         + _cell(noisy, "score_functions").source
     )
     out["tensorflow-log-lines"] = (noisy, dict(full))
+
+    bomb = _solution(course)
+    _cell(bomb, "score_functions").source = (
+        "import numpy as np\nhoard = np.ones(64 * 2**30 // 8)  # 64 GiB\n"
+        + _cell(bomb, "score_functions").source
+    )
+    out["memory-bomb"] = (
+        bomb,
+        {**full, "dot_score": 0, "general_score": 0, "concat_score": 0},
+    )
+
+    escapes = _solution(course)
+    _cell(escapes, "masked_softmax").source = (
+        "import os, socket, subprocess\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {LISTENER.port}), 3).send(b'hi')\n"
+        "except OSError:\n"
+        "    pass\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        f"    os.execvp('sleep', ['sleep', '{LEFTOVER_SECONDS}'])\n"
+        + _cell(escapes, "masked_softmax").source
+    )
+    out["network-and-daemon"] = (escapes, dict(full))
     return out
+
+
+class Listener:
+    """A TCP server on loopback that counts the connections it receives."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            connection.close()
+
+
+LISTENER = Listener()
+LEFTOVER_SECONDS = 987
+ISOLATED = "namespaces" in {name for name, _ in sandbox.layers()}
+
+
+def leftover_processes():
+    found = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[:2] == [b"sleep", str(LEFTOVER_SECONDS).encode()]:
+            found.append(status.parent.name)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +266,19 @@ def test_feedback_shows_no_hidden_tests_paths_or_tracebacks(graded):
         / "attention_seq2seq.html"
     ).read_text()
     assert "pass `values_mask` to your masked softmax" in html
+
+
+@pytest.mark.skipif(not ISOLATED, reason="needs Linux namespaces (root and unshare)")
+def test_student_code_has_no_network_and_leaves_no_process(graded):
+    _, results, _ = graded
+    assert results["network-and-daemon"].total == sum(
+        results["solution"].max_scores.values()
+    )
+    assert LISTENER.connections == 0
+    assert leftover_processes() == []
+
+
+def test_memory_bomb_fails_its_own_cell_only(graded):
+    _, results, _ = graded
+    assert results["memory-bomb"].scores["luong_attention"] == 3
+    assert results["memory-bomb"].scores["dot_score"] == 0
