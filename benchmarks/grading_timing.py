@@ -1,7 +1,8 @@
 """Time autograding one correct submission, and split where the time goes.
 
 Reports, as medians over a few runs measured in this run: the whole
-`nbgrader autograde` of one submission, nbgrader's own start-up
+`nbgrader autograde` of one submission in the sandboxed kernel and in the
+plain one (their ratio is the sandbox's overhead), nbgrader's own start-up
 (`nbgrader --version`), and inside the notebook the kernel start, the
 import cells, the graded test cells and the other cells (nbclient timings).
 Goal for Assignment 1: at most 60 s per submission on 2 CPU cores.
@@ -22,6 +23,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from autograder import sandbox
 from autograder.pipeline import Course
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -78,12 +80,18 @@ def main():
             notebook = course.make_submission(assignment, solution)
             path = Path(scratch) / "solution.ipynb"
             nbformat.write(notebook, path)
-            whole, startup, splits = [], [], []
+            whole, plain, startup, splits = [], [], [], []
             for run in range(args.runs):
-                course.submit(assignment, f"bench{run}", path)
-                result = course.autograde(assignment, f"bench{run}")
-                assert result.total == sum(result.max_scores.values()), result
-                whole.append(result.seconds)
+                # Alternate sandboxed and plain kernels so that both see the
+                # same machine load: the ratio is the sandbox's overhead.
+                for setting, times in (("1", whole), ("0", plain)):
+                    os.environ["KIT_SANDBOX"] = setting
+                    course.prepare_grading()
+                    course.submit(assignment, f"bench{run}", path)
+                    result = course.autograde(assignment, f"bench{run}")
+                    assert result.total == sum(result.max_scores.values()), result
+                    times.append(result.seconds)
+                os.environ.pop("KIT_SANDBOX")
                 started = time.perf_counter()
                 subprocess.run(
                     [str(Path(sys.executable).with_name("nbgrader")), "--version"],
@@ -100,6 +108,12 @@ def main():
                 f"  whole `nbgrader autograde`: {statistics.median(whole):6.1f} s "
                 f"(runs: {', '.join(f'{w:.1f}' for w in whole)}); goal <= 60 s"
             )
+            ratio = statistics.median(whole) / statistics.median(plain)
+            print(
+                f"  same, plain kernel:         {statistics.median(plain):6.1f} s "
+                f"(sandbox overhead x{ratio:.2f}; goal <= x1.3)"
+            )
+            print(f"  {sandbox.describe()}")
             print(f"  nbgrader start-up alone:    {statistics.median(startup):6.1f} s")
             for key in splits[0]:
                 value = statistics.median(s[key] for s in splits)
