@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from autograder.checks import seq2seq_math as M
+from autograder.judge import seq2seq_math as M
 from autograder.reference import seq2seq as R
 
 RNG = np.random.default_rng(0)

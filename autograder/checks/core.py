@@ -2,9 +2,12 @@
 
 A test cell calls one `check_*` function with the student's class or function.
 The check runs a list of cases. Each case builds the student's layer, gives it
-the same weights as the reference layer (weight injection: no random seed or
-initialiser order is ever involved), calls both on the same fixed inputs and
-compares the outputs on the positions that matter.
+the case's weights (weight injection: no random seed or initialiser order is
+ever involved) and calls it on the case's fixed inputs (`observe`). The
+outputs are compared with the reference's on the positions that matter
+(`decide`): in the notebook itself when a student runs the cell, and in the
+grader's own process, never in the student's kernel, when a submission is
+graded (`autograder.checks.sources`, `autograder.trusted`).
 
 When a case fails the check raises `CheckFailed` whose message says what was
 checked, the inputs, what was expected and what was received, and a hint. The
@@ -33,8 +36,10 @@ __all__ = [
     "Tolerance",
     "check",
     "compare",
+    "decide",
     "fixed_array",
-    "run_cases",
+    "observe",
+    "run_check",
 ]
 
 # Test inputs and weights are O(1), so one tolerance serves every output. It
@@ -91,6 +96,12 @@ class Case:
         call_kwargs: further keyword arguments of the call.
         valid: optional boolean arrays by output name: compare only where True.
         notes: lines describing the inputs (masks, sizes) for the message.
+        weights: the values every weight gets, by the exercise's weight name.
+        options: how the student's code is called (for example through a
+            functional model); JSON values only.
+
+    A case is data only, so the grader can write it to a file for the kernel
+    and compute the expected outputs in another process.
     """
 
     title: str
@@ -99,6 +110,8 @@ class Case:
     call_kwargs: dict = dataclasses.field(default_factory=dict)
     valid: dict = dataclasses.field(default_factory=dict)
     notes: Sequence[str] = ()
+    weights: dict = dataclasses.field(default_factory=dict)
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 def fixed_array(shape, salt, scale=1.0, dtype="float64"):
@@ -172,18 +185,6 @@ def compare(received, expected, valid=None, tolerance=Tolerance()):
         f"max abs difference {diff.max():.3g} (at index {where}: received "
         f"{received[where]:.6g}, expected {expected[where]:.6g}); "
         f"tolerance {tolerance.describe()}"
-    )
-
-
-def _matches(outputs, other, case, tolerance):
-    return all(
-        name in other
-        and np.shape(other[name]) == np.shape(value)
-        and compare(
-            value, np.asarray(other[name], np.float64), case.valid.get(name), tolerance
-        )
-        is None
-        for name, value in outputs.items()
     )
 
 
@@ -287,12 +288,17 @@ def student_code(what):
         raise _student_error(what, error) from error
 
 
-def _format_failure(check_name, index, total, case, problem, hint, tolerance):
+def _format_failure(check_name, index, total, case, problem, hint):
     lines = [
         f"{check_name}: case {index} of {total} failed: {case.title}",
         "Inputs:",
     ]
     lines += [f"  {describe_array(name, value)}" for name, value in case.inputs.items()]
+    lines += [
+        f"  {describe_array(name, value)}"
+        for name, value in case.call_kwargs.items()
+        if isinstance(value, np.ndarray)
+    ]
     if case.init:
         args = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
         lines.append(f"  constructor arguments: {args}")
@@ -303,89 +309,144 @@ def _format_failure(check_name, index, total, case, problem, hint, tolerance):
     return "\n".join(lines)
 
 
-def run_cases(
-    check_name,
-    cases,
-    run_student: Callable[[Case], Mapping],
-    run_reference: Callable[[Case], Mapping],
-    mistakes: Sequence[Mistake] = (),
-    generic_hint="",
-    tolerance=Tolerance(),
-):
-    """Run every case; raise `CheckFailed` at the first failing one.
+def observe(check_name, cases, probe):
+    """Run the student's code on every case and read its outputs.
 
     Args:
         check_name: shown first in every message.
         cases: a list of `Case`.
-        run_student: `case -> {output name: array-like}`; raises `CheckFailed`
-            for problems it finds itself (weights, structure).
-        run_reference: `case -> {output name: float64 array}`.
-        mistakes: variants to diagnose a wrong output with.
-        generic_hint: hint when no variant matches.
-        tolerance: a `Tolerance`.
+        probe: `(case, index) -> {output name: array-like}`; runs the
+            student's code, raising `CheckFailed` for problems it finds
+            itself (weights, structure, an exception in the student's code).
 
     Returns:
-        The number of cases that passed.
+        `(observations, failure)`: one `{name: float64 array}` per case that
+        ran, and the `CheckFailed` that stopped the run (or None).
+        `NotImplementedError` is not caught.
     """
-    __tracebackhide__ = True
+    observations = []
     for index, case in enumerate(cases, start=1):
         try:
-            received_raw = run_student(case)
+            raw = probe(case, index)
+            observed = {
+                name: _as_numpy(value, f"Output `{name}`")
+                for name, value in raw.items()
+            }
         except CheckFailed as failure:
-            raise CheckFailed(
-                _format_failure(
-                    check_name, index, len(cases), case, failure.message, "", tolerance
-                )
-            ) from None
-        expected = run_reference(case)
-        received = {}
-        for name in expected:
-            if name not in received_raw:
-                raise CheckFailed(
-                    _format_failure(
-                        check_name,
-                        index,
-                        len(cases),
-                        case,
-                        f"Expected an output `{name}` but it was missing.",
-                        "",
-                        tolerance,
-                    )
-                ) from None
-            received[name] = _as_numpy(received_raw[name], f"Output `{name}`")
+            message = _format_failure(
+                check_name, index, len(cases), case, failure.message, ""
+            )
+            return observations, CheckFailed(message)
+        observations.append(observed)
+    return observations, None
+
+
+def _matches(outputs, variant, case, tolerance):
+    return bool(variant) and all(
+        name in outputs
+        and np.shape(outputs[name]) == np.shape(value)
+        and compare(
+            outputs[name], np.asarray(value, np.float64), case.valid.get(name), tolerance
+        )
+        is None
+        for name, value in variant.items()
+    )
+
+
+def decide(
+    check_name,
+    cases,
+    observations,
+    expectations,
+    failure=None,
+    generic_hint="",
+    tolerance=Tolerance(),
+):
+    """Compare observations with expectations; raise `CheckFailed` at the first
+    case that differs, naming the mistake its outputs match.
+
+    This is the whole verdict. During grading it runs in the grader's own
+    process, on the arrays the student's kernel recorded; in a student's
+    notebook it runs in the kernel, on the visible cases only.
+
+    Args:
+        expectations: one dict per case: `expected` (`{name: array}`) and
+            `variants` (`[(hint, {name: array}), ...]`, the outputs with one
+            typical mistake built in).
+        failure: the `CheckFailed` that stopped `observe`, raised after the
+            cases before it are compared.
+
+    Returns:
+        The number of cases compared.
+    """
+    total = len(cases)
+    for index, (case, got, expectation) in enumerate(
+        zip(cases, observations, expectations), start=1
+    ):
         problems = []
-        for name, exp in expected.items():
-            got = received[name]
-            exp = np.asarray(exp, np.float64)
-            if got.shape != exp.shape:
+        for name, expected in expectation["expected"].items():
+            expected = np.asarray(expected, np.float64)
+            if name not in got:
+                problems.append(f"Expected an output `{name}` but it was missing.")
+                continue
+            received = np.asarray(got[name], np.float64)
+            if received.shape != expected.shape:
                 problems.append(
-                    f"Output `{name}`: received shape {got.shape}, "
-                    f"expected {exp.shape}."
+                    f"Output `{name}`: received shape {received.shape}, "
+                    f"expected {expected.shape}."
                 )
                 continue
-            issue = compare(got, exp, case.valid.get(name), tolerance)
+            issue = compare(received, expected, case.valid.get(name), tolerance)
             if issue:
                 problems.append(f"Output `{name}`: {issue}.")
         if not problems:
             continue
         hint = generic_hint
-        for mistake in mistakes:
-            try:
-                variant = mistake.outputs(case)
-            except Exception:  # a variant that does not apply to this case
-                continue
-            if _matches(received, variant, case, tolerance):
-                hint = mistake.hint
+        for variant_hint, variant in expectation["variants"]:
+            if _matches(got, variant, case, tolerance):
+                hint = variant_hint
                 break
         raise CheckFailed(
-            _format_failure(
-                check_name,
-                index,
-                len(cases),
-                case,
-                "\n".join(problems),
-                hint,
-                tolerance,
-            )
-        ) from None
-    return len(cases)
+            _format_failure(check_name, index, total, case, "\n".join(problems), hint)
+        )
+    if failure is not None:
+        raise failure
+    if len(observations) != total:
+        raise CheckFailed(
+            f"{check_name}: results for {len(observations)} of {total} cases."
+        )
+    return total
+
+
+def run_check(check_name, which, probe):
+    """The body of every `check_*`: get the cases, run the student's code, and
+    decide here (in a notebook) or record for the grader (while grading)."""
+    __tracebackhide__ = True
+    from autograder.checks import sources
+    from autograder.checks.layers import borrowed_message, collect_sublayers
+
+    source = sources.current()
+    cases = source.cases(check_name, which)
+    with collect_sublayers() as sublayers:
+        observations, failure = observe(check_name, cases, probe)
+    if source.grading:
+        source.record(check_name, which, observations, failure, sublayers)
+        if failure is not None:
+            raise failure
+        print(
+            f"{check_name}: {len(cases)} cases ran; the grader compares the "
+            "results outside this notebook."
+        )
+        return
+    borrowed = borrowed_message(check_name, sublayers)
+    if borrowed:
+        raise CheckFailed(borrowed)
+    count = decide(
+        check_name,
+        cases,
+        observations,
+        source.expectations(check_name, which, cases),
+        failure,
+        source.generic_hint(check_name),
+    )
+    print(f"{check_name}: all {count} cases passed.")

@@ -6,11 +6,70 @@ distinct sizes. A weight stored transposed (`(units, d)` instead of
 `(d, units)`) is accepted and transposed on the way in.
 """
 
+import contextlib
+
 import numpy as np
 
 from autograder.checks.core import CheckFailed, student_code
 
-__all__ = ["WeightSpec", "build_and_inject", "call_layer", "config_round_trip"]
+__all__ = [
+    "BORROWED_MODULES",
+    "LayerProbe",
+    "WeightSpec",
+    "borrowed_message",
+    "build_and_inject",
+    "call_layer",
+    "collect_sublayers",
+    "config_round_trip",
+]
+
+# Layers a student may not delegate an attention exercise to: Keras's own
+# attention layers and every keras-hub / keras-nlp layer.
+BORROWED_MODULES = (
+    "keras.src.layers.attention.",
+    "keras_hub.",
+    "keras_nlp.",
+    "tf_keras.",
+)
+_SUBLAYERS = []
+
+
+@contextlib.contextmanager
+def collect_sublayers():
+    """Collect the classes of the layers inside every layer built meanwhile."""
+    found = []
+    _SUBLAYERS.append(found)
+    try:
+        yield found
+    finally:
+        _SUBLAYERS.remove(found)
+
+
+def _note_sublayers(layer):
+    if not _SUBLAYERS:
+        return
+    try:
+        inner = list(layer._flatten_layers(include_self=False, recursive=True))
+    except Exception:  # not a Keras 3 layer: nothing to list
+        inner = []
+    for sub in inner:
+        name = f"{type(sub).__module__}.{type(sub).__qualname__}"
+        for found in _SUBLAYERS:
+            if name not in found:
+                found.append(name)
+
+
+def borrowed_message(check_name, sublayers):
+    """A message if the layer is built from Keras's or keras-hub's attention."""
+    borrowed = [s for s in sublayers if s.startswith(BORROWED_MODULES)]
+    if not borrowed:
+        return None
+    names = ", ".join(f"`{b.rsplit('.', 1)[-1]}` ({b.split('.')[0]})" for b in borrowed)
+    return (
+        f"{check_name}: your layer contains {names}. This exercise is to write "
+        "the attention yourself; a layer that delegates to a library's attention "
+        "layer scores no points for it. Build it from weights and keras.ops."
+    )
 
 
 class WeightSpec:
@@ -174,21 +233,90 @@ def build_and_inject(cls, init, args, kwargs, specs):
             for a in args
         ]
         layer(*converted, **kwargs)
+    _note_sublayers(layer)
     inject(layer, specs)
     return layer
 
 
-def config_round_trip(check_name, layer, required):
+class LayerProbe:
+    """Run a student's layer class on a case: build, inject, call.
+
+    Args:
+        cls: the student's class.
+        outputs: names of the call's outputs, in order.
+        round_trip: constructor arguments `get_config()` must return; on the
+            first case the layer is rebuilt with `from_config(get_config())`,
+            given the same weights and called again (outputs recorded with
+            the suffix " after from_config").
+        call: optional `(layer, case, kwargs) -> {name: tensor}` replacing a
+            plain call (for example, through a functional model).
+        weight_label: optional `name -> label` for messages.
+    """
+
+    def __init__(self, cls, outputs, round_trip=(), call=None, weight_label=None):
+        self.cls = cls
+        self.outputs = outputs
+        self.round_trip = list(round_trip)
+        self.call = call
+        self.weight_label = weight_label or (lambda name: name)
+
+    def specs(self, case):
+        return [
+            WeightSpec(n, v, label=self.weight_label(n)) for n, v in case.weights.items()
+        ]
+
+    def build(self, cls, case):
+        args = list(case.inputs.values())
+        if not case.weights:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
+            with student_code(f"`{cls.__name__}({arguments})`"):
+                layer = cls(**case.init)
+            return layer
+        return build_and_inject(cls, case.init, args, case.call_kwargs, self.specs(case))
+
+    def run(self, layer, case):
+        if self.call is not None:
+            return self.call(layer, case, dict(case.call_kwargs))
+        return call_layer(
+            layer,
+            list(case.inputs.values()),
+            case.call_kwargs,
+            self.outputs,
+            f"`{self.cls.__name__}`",
+        )
+
+    def __call__(self, case, index):
+        layer = self.build(self.cls, case)
+        outputs = dict(self.run(layer, case))
+        if index == 1 and self.round_trip:
+            config_round_trip(
+                f"{self.cls.__name__}", layer, self.round_trip, check_values=False
+            )
+            with student_code(f"`{self.cls.__name__}.from_config(get_config())`"):
+                clone_cls = type(layer)
+                clone = clone_cls.from_config(layer.get_config())
+            if case.weights:
+                args = list(case.inputs.values())
+                call_layer(
+                    clone, args, case.call_kwargs, self.outputs, "The rebuilt layer"
+                )
+                inject(clone, self.specs(case))
+            for name, value in self.run(clone, case).items():
+                outputs[f"{name} after from_config"] = value
+        return outputs
+
+
+def config_round_trip(check_name, layer, required, check_values=True):
     """`from_config(get_config())` must give a layer with the same arguments."""
     try:
-        _config_round_trip(layer, required)
+        _config_round_trip(layer, required, check_values)
     except CheckFailed as failure:
         raise CheckFailed(
             f"{check_name}: get_config round trip failed.\n{failure}"
         ) from None
 
 
-def _config_round_trip(layer, required):
+def _config_round_trip(layer, required, check_values=True):
     cls = type(layer)
     with student_code(f"`{cls.__name__}.get_config()`"):
         config = layer.get_config()
@@ -201,6 +329,8 @@ def _config_round_trip(layer, required):
             + ", ".join(f"'{m}': self.{m}" for m in missing)
             + "}`."
         )
+    if not check_values:  # the grader compares the rebuilt layer's outputs
+        return
     with student_code(f"`{cls.__name__}.from_config(config)`"):
         clone = cls.from_config(config)
         again = clone.get_config()
