@@ -54,6 +54,20 @@ if os.environ.get("KIT_KERNEL"):
     os.makedirs(IPC, mode=0o700, exist_ok=True)
     c.KernelManager.ip = os.path.join(IPC, "kernel")
 
+# Verdicts are decided in nbgrader's process, not in the student's kernel:
+# `TrustedExecute` runs the notebook like nbgrader's `Execute` (whose settings
+# below it inherits) and judges each graded test from the outputs the kernel
+# recorded (autograder/trusted.py).
+c.Autograde.autograde_preprocessors = [
+    "autograder.trusted.TrustedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Per-cell limit; the whole notebook's limit is set by `autograder grade`.
 c.Execute.timeout = int(os.environ.get("KIT_CELL_TIMEOUT", "60"))
 # C-level log lines (TensorFlow's C++ logging) go to the grader's console,

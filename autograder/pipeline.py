@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import sandbox
+from autograder import sandbox, trusted
 from autograder.notebooks import (
     build_source,
     find_sources,
@@ -135,6 +135,8 @@ class Course:
         env = dict(os.environ)
         env.update(TF_QUIET_ENV)
         env["KIT_GRADING_DIR"] = str(self.grading_dir)
+        env["KIT_COURSE_ROOT"] = str(self.root)
+        env[trusted.TRUSTED_ENV] = str(self.grading_dir / "trusted")
         # nbgrader runs `alembic` and kernels by name: this environment's first.
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), env.get("PATH", "")]
@@ -326,6 +328,13 @@ class Course:
         self._generate_assignments(
             self.grading_dir / "release", self.grading_dir / "logs"
         )
+        for assignment in self.assignments():
+            for source in self.sources(assignment):
+                trusted.prepare(
+                    source.with_suffix(".ipynb"),
+                    assignment,
+                    self.grading_dir / "trusted",
+                )
 
     def submit(self, assignment, student, notebook):
         """Place a notebook (a path or a NotebookNode) where nbgrader reads it."""

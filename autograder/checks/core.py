@@ -434,8 +434,7 @@ def run_check(check_name, which, probe):
         if failure is not None:
             raise failure
         print(
-            f"{check_name}: {len(cases)} cases ran; the grader compares the "
-            "results outside this notebook."
+            f"{check_name}: {len(cases)} cases ran; {sources.RAN_NOTE}"
         )
         return
     borrowed = borrowed_message(check_name, sublayers)

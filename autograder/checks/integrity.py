@@ -3,7 +3,8 @@
 When `autograder.checks` is imported (by a locked cell, before any student
 code runs) it notes the identity of every function in the modules a check or
 a grader relies on: `builtins`, NumPy, `keras.ops`, Keras's layer classes,
-IPython's traceback display and the checks themselves. Each recorded check
+IPython's traceback display and the checks themselves (not what ipykernel
+itself swaps for every cell: `input`). Each recorded check
 lists what has changed since (`changed()`); the grader then marks the test
 as an integrity failure.
 
@@ -33,39 +34,35 @@ _MODULES = (
     "autograder.checks.verdict",
     "autograder.checks.seq2seq",
 )
+# ipykernel itself swaps these for every cell it runs.
+_KERNEL_MANAGED = frozenset({"builtins.input", "builtins.getpass"})
 _SNAPSHOT = {}
 _CLASS_SNAPSHOT = {}
 _SYS = {}
 
 
 def _classes():
+    """Classes whose methods the checks call, among those already imported
+    (the notebook imports Keras before the checks; the grader never does)."""
     found = []
-    try:
-        import keras
-
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "layers"):
         found += [keras.layers.Layer, keras.Model, keras.Variable]
-    except Exception:  # pragma: no cover - no keras
-        pass
-    try:
-        import numpy as np
-
-        found += [np.ndarray]
-    except Exception:  # pragma: no cover
-        pass
-    try:
-        from IPython.core.interactiveshell import InteractiveShell
-
-        found += [InteractiveShell]
-    except Exception:  # pragma: no cover - no IPython
-        pass
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        found.append(numpy.ndarray)
+    interactive = sys.modules.get("IPython.core.interactiveshell")
+    if interactive is not None:
+        found.append(interactive.InteractiveShell)
     return found
 
 
 def _shell():
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
     try:
-        from IPython import get_ipython
-
-        return get_ipython()
+        return ipython.get_ipython()
     except Exception:  # pragma: no cover
         return None
 
@@ -84,7 +81,6 @@ def take_snapshot():
         )
     for cls in _classes():
         _CLASS_SNAPSHOT[cls] = dict(vars(cls).items())
-    _SYS.update(excepthook=sys.excepthook, displayhook=sys.displayhook)
     shell = _shell()
     _SYS["shell_overrides"] = set(vars(shell)) if shell is not None else set()
 
@@ -99,16 +95,15 @@ def changed():
             continue
         now = vars(module)
         for attr, ident in functions.items():
-            if attr not in now or id(now[attr]) != ident:
+            if (attr not in now or id(now[attr]) != ident) and (
+                f"{name}.{attr}" not in _KERNEL_MANAGED
+            ):
                 found.append(f"{name}.{attr}")
     for cls, attrs in _CLASS_SNAPSHOT.items():
         now = vars(cls)
         for attr, value in attrs.items():
             if now.get(attr, None) is not value:
                 found.append(f"{cls.__module__}.{cls.__qualname__}.{attr}")
-    for hook in ("excepthook", "displayhook"):
-        if hook in _SYS and getattr(sys, hook) is not _SYS[hook]:
-            found.append(f"sys.{hook}")
     shell = _shell()
     if shell is not None:
         for attr in ("showtraceback", "_showtraceback", "showsyntaxerror", "run_cell"):
