@@ -322,7 +322,9 @@ class Course:
         self.grading_dir.mkdir(parents=True, exist_ok=True)
         kernels = self.grading_dir / "jupyter"
         if os.environ.get("KIT_SANDBOX", "1") != "0":
-            sandbox.write_kernelspec(kernels)
+            sandbox.write_kernelspec(
+                kernels, sandbox.hidden_paths(self.root, self.grading_dir)
+            )
         elif kernels.exists():
             shutil.rmtree(kernels)
         self._generate_assignments(

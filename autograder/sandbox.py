@@ -13,7 +13,13 @@ ipykernel in operating-system limits:
   own process space, so every process the student's code starts, forked
   daemons included, dies with the kernel;
 * `setpriv --pdeathsig KILL`: if nbgrader itself is killed (the
-  whole-notebook time limit), the kernel goes with it.
+  whole-notebook time limit), the kernel goes with it;
+* `python -m autograder.jail` (inside the namespaces, as root): the
+  solutions, tests, reference and judge code, the grading folder (other
+  submissions, the gradebook) and the PostgreSQL sockets are hidden; `/tmp`
+  and the home folder are private and fresh; the kernel runs as an
+  unprivileged user (`KIT_SANDBOX_UID`, default 65534) that can write only to
+  its own submission folder.
 
 Where a tool is missing or not permitted (not root, not Linux), that layer
 is left out and `describe()` says so; grading still works.
@@ -25,6 +31,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["KERNEL_NAME", "describe", "kernel_argv", "write_kernelspec"]
@@ -53,6 +60,73 @@ def _works(*command):
 
 NAMESPACES = ("unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child")
 PARENT_DEATH = ("setpriv", "--pdeathsig", "KILL")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def sandbox_uid():
+    return int(os.environ.get("KIT_SANDBOX_UID", "65534"))
+
+
+def hidden_paths(course_root, grading_dir):
+    """What a grading kernel must not see."""
+    root = Path(course_root).resolve()
+    paths = [
+        root / "solutions",
+        root / "tests",
+        root / ".git",
+        root / "build",
+        Path(grading_dir).resolve(),
+        _PACKAGE / "judge",
+        _PACKAGE / "reference",
+        Path("/run/postgresql"),
+        Path("/var/run/postgresql"),
+    ]
+    home = Path.home().resolve()
+    if home != Path("/") and home not in root.parents and home != root:
+        paths.append(home)  # the grader's own files (a venv there is exposed)
+    extra = os.environ.get("KIT_SANDBOX_HIDE", "")
+    paths += [Path(p) for p in extra.split(os.pathsep) if p]
+    return [str(p) for p in paths if p.exists() and not p.is_symlink()]
+
+
+def exposed_paths():
+    """What the kernel needs even inside a hidden folder: Python, the venv,
+    the `autograder` package and its data (read-only)."""
+    from autograder import data
+
+    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, str(_PACKAGE)}
+    paths |= {str(Path(p).resolve()) for p in data.__path__}
+    return sorted(str(Path(p).resolve()) for p in paths)
+
+
+@functools.cache
+def _jail_works():
+    """Whether the jail can confine a process here (root, mount namespaces)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            done = subprocess.run(
+                [
+                    "unshare",
+                    "--mount",
+                    "--fork",
+                    sys.executable,
+                    "-m",
+                    "autograder.jail",
+                    "--hide",
+                    scratch,
+                    "--",
+                    "true",
+                ],
+                cwd=scratch,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return done.returncode == 0
 
 
 def layers():
@@ -68,8 +142,17 @@ def layers():
     return found
 
 
-def kernel_argv():
-    argv = [part for _, command in layers() for part in command]
+def kernel_argv(hide=()):
+    found = layers()
+    argv = [part for _, command in found for part in command]
+    names = {name for name, _ in found}
+    if "namespaces" in names and _jail_works():
+        argv += [sys.executable, "-m", "autograder.jail", "--user", str(sandbox_uid())]
+        for path in hide:
+            argv += ["--hide", path]
+        for path in exposed_paths():
+            argv += ["--expose", path]
+        argv.append("--")
     return [
         *argv,
         sys.executable,
@@ -93,19 +176,24 @@ def describe():
         "killed with the grader"
         if "parent death" in names
         else "not tied to the grader's life (needs setpriv)",
+        f"private files, runs as uid {sandbox_uid()}"
+        if "namespaces" in names and _jail_works()
+        else "files NOT isolated: the kernel sees the course (needs root and "
+        "mount namespaces)",
     ]
     return "grading kernels: " + "; ".join(parts)
 
 
-def write_kernelspec(data_dir):
+def write_kernelspec(data_dir, hide=()):
     """Write the `kit-sandbox` kernel spec under `data_dir/kernels/`.
 
-    Point `JUPYTER_PATH` at `data_dir` so that Jupyter finds it.
+    Point `JUPYTER_PATH` at `data_dir` so that Jupyter finds it. `hide`: the
+    paths the kernel must not see (`hidden_paths`).
     """
     folder = Path(data_dir) / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     spec = {
-        "argv": kernel_argv(),
+        "argv": kernel_argv(hide),
         "display_name": "Python 3 (grading sandbox)",
         "language": "python",
         "metadata": {"debugger": False},
