@@ -70,6 +70,7 @@ class Sample:
     base: str  # "solution" or "student"
     patches: list
     expected: dict  # exercise -> points
+    verdicts: dict = dataclasses.field(default_factory=dict)  # exercise -> error name
 
 
 @dataclasses.dataclass
@@ -249,8 +250,9 @@ class Course:
 
     # ------------------------------------------------------------- samples
 
-    def samples(self, assignment):
-        path = self.solutions_dir / assignment / "samples.toml"
+    def samples(self, assignment, catalog="samples"):
+        """The sample submissions of `samples.toml` (or `<catalog>.toml`)."""
+        path = self.solutions_dir / assignment / f"{catalog}.toml"
         if not path.exists():
             return []
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -261,6 +263,7 @@ class Course:
                 base=s.get("base", "solution"),
                 patches=s.get("patch", []),
                 expected=s.get("expected", {}),
+                verdicts=s.get("verdicts", {}),
             )
             for s in data["sample"]
         ]
@@ -490,20 +493,36 @@ def solution_answers(instructor_notebook):
 
 
 def apply_patch(notebook, patch, sample_name):
-    """Replace `old` by `new` in the answer cell `cell` (exactly once)."""
-    for cell in notebook.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == patch["cell"]:
-            if "source" in patch:
-                cell.source = patch["source"]
-                return
+    """Change the cell whose grade_id is `cell`.
+
+    Kinds of patch: `old`/`new` (replace `old`, which must occur exactly once,
+    by `new`), `source` (the whole source), `insert_before` (a new cell, with
+    no nbgrader metadata, before it, as a student adds one) and `metadata`
+    (merged into the cell's nbgrader metadata, as a student could forge it).
+    """
+    for index, cell in enumerate(notebook.cells):
+        if cell.metadata.get("nbgrader", {}).get("grade_id") != patch["cell"]:
+            continue
+        if "insert_before" in patch:
+            notebook.cells.insert(
+                index, nbformat.v4.new_code_cell(patch["insert_before"])
+            )
+        elif "metadata" in patch:
+            cell.metadata["nbgrader"] = {
+                **cell.metadata["nbgrader"],
+                **patch["metadata"],
+            }
+        elif "source" in patch:
+            cell.source = patch["source"]
+        else:
             count = cell.source.count(patch["old"])
             if count != 1:
                 raise PipelineError(
-                    f"sample {sample_name}: {patch['old']!r} occurs {count} times in "
-                    f"cell {patch['cell']}, expected once"
+                    f"sample {sample_name}: {patch['old']!r} occurs {count} times "
+                    f"in cell {patch['cell']}, expected once"
                 )
             cell.source = cell.source.replace(patch["old"], patch["new"])
-            return
+        return
     if patch.get("delete"):
         return
     raise PipelineError(f"sample {sample_name}: no cell {patch['cell']!r}")

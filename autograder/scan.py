@@ -337,7 +337,9 @@ def check_calls(source):
             if keyword.arg == "cases" and isinstance(keyword.value, ast.Constant):
                 which = keyword.value.value
         target = (
-            node.args[0].id if node.args and isinstance(node.args[0], ast.Name) else None
+            node.args[0].id
+            if node.args and isinstance(node.args[0], ast.Name)
+            else None
         )
         calls.append((node.func.id, which, target))
     return calls

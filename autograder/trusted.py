@@ -86,9 +86,7 @@ def expectations(check_name, which, base=None):
 
 def _is_test(cell):
     meta = cell.metadata.get("nbgrader", {})
-    return (
-        cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
-    )
+    return cell.cell_type == "code" and meta.get("grade") and not meta.get("solution")
 
 
 def assignment_facts(instructor_notebook):
@@ -211,7 +209,9 @@ class _Submission:
         """Borrowing in the cells that define `target`, and in the cells that
         define the names those cells use."""
         before = {i: tree for i, (tree, _) in self.cells.items() if i < index and tree}
-        defining = [i for i, tree in before.items() if target in scan.defined_names(tree)]
+        defining = [
+            i for i, tree in before.items() if target in scan.defined_names(tree)
+        ]
         used = set()
         for i in defining:
             used |= scan.used_names(before[i])
@@ -221,7 +221,9 @@ class _Submission:
             if i not in defining and scan.defined_names(tree) & used
         ]
         return [
-            (i, f) for i in sorted({*defining, *helpers}) for f in scan.borrowing(before[i])
+            (i, f)
+            for i in sorted({*defining, *helpers})
+            for f in scan.borrowing(before[i])
         ]
 
 
@@ -275,77 +277,105 @@ class TrustedExecute(Execute):
         return cell, resources
 
     def _decide(self, cell, index):
-        if any(o.output_type == "error" for o in cell.outputs):
-            return  # the student's code failed in this cell: 0, their message stays
+        from autograder import judge
+
         calls = self._facts["tests"][cell.metadata["nbgrader"]["grade_id"]]
-        integrity, problem, passed = [], None, []
+        integrity = []
         if any(o.output_type == "execute_result" for o in cell.outputs):
             integrity.append("the test cell produced a value, which checks never do")
         tampering = self._submission.tampering_before(index)
         if tampering:
             integrity.append(f"code before this test {_where(tampering)}")
-        for check_name, which, target in calls:
-            verdict = self._check(check_name, which, target, index, integrity)
-            if verdict is None:
-                continue
-            kind, message = verdict
-            if kind == "passed":
-                passed.append(message)
-            elif problem is None:
-                problem = (kind, message)
-        kept = _kept_streams(cell.outputs)
+        borrowed = [
+            (check_name, target, found)
+            for check_name, _, target in calls
+            if target and judge.spec(check_name).borrowing
+            for found in [self._submission.borrowing_for(index, target)]
+            if found
+        ]
+        verdict = None
         if integrity:
-            text = (
-                "Integrity check failed: "
-                + "; ".join(integrity)
-                + ". Graded tests must run unchanged code; this test scores 0."
+            verdict = _integrity(integrity)
+        elif borrowed:
+            check_name, target, found = borrowed[0]
+            verdict = _borrowed(
+                f"{check_name}: `{target}` uses a library's attention ({_where(found)})"
             )
-            cell.outputs = [*kept, _error("IntegrityError", text)]
-        elif problem is not None:
-            cell.outputs = [*kept, _error(*problem)]
+        if any(o.output_type == "error" for o in cell.outputs):
+            # The student's code failed in this cell: 0, and their message stays.
+            if verdict is not None:
+                cell.outputs.append(verdict)
+            return
+        problem, passed = None, []
+        if verdict is None:
+            for check_name, which, _ in calls:
+                kind, message = self._check(check_name, which, integrity)
+                if kind == "passed":
+                    passed.append(message)
+                elif kind and problem is None:
+                    problem = _error(kind, message)
+            verdict = _integrity(integrity) if integrity else problem
+        kept = _kept_streams(cell.outputs)
+        if verdict is not None:
+            cell.outputs = [*kept, verdict]
         else:
             cell.outputs = [*kept, _stdout("".join(passed))]
 
-    def _check(self, check_name, which, target, index, integrity):
+    def _check(self, check_name, which, integrity):
+        """`(kind, message)` for one check call; integrity problems are appended
+        to `integrity` (and give `(None, None)`)."""
         path = sources.record_path(str(self._kit), check_name, which)
         if not os.path.exists(path):
             integrity.append(
                 f"{check_name} recorded no results during this cell (was the "
                 "check replaced, or its output hidden?)"
             )
-            return None
+            return None, None
         try:
             observations, meta = store.load_record(path)
         except ValueError as error:
             integrity.append(f"{check_name}: {error}")
-            return None
+            return None, None
         if meta.get("check") != check_name or meta.get("which") != which:
             integrity.append(f"{check_name}: the record is for another check")
-            return None
+            return None, None
         if meta.get("failure"):
             integrity.append(f"{check_name} failed but the cell showed no error")
-            return None
+            return None, None
         if meta.get("tampered"):
             names = ", ".join(f"`{n}`" for n in meta["tampered"][:6])
             integrity.append(f"replaced while the notebook ran: {names}")
-            return None
+            return None, None
         from autograder import judge
 
         if judge.spec(check_name).borrowing:
-            found = self._submission.borrowing_for(index, target) if target else []
             message = borrowed_message(check_name, meta.get("sublayers", []))
-            if found:
-                message = (
-                    f"{check_name}: `{target}` uses a library's attention "
-                    f"({_where(found)}). This exercise is to write the attention "
-                    "yourself; an answer that delegates to Keras's or keras-hub's "
-                    "attention scores no points for it."
-                )
             if message:
-                return ("BorrowedAnswer", message)
+                return "BorrowedAnswer", message
         cases, expected, hint = expectations(check_name, which)
         try:
             count = decide(check_name, cases, observations, expected, None, hint)
         except CheckFailed as failure:
-            return ("CheckFailed", failure.message)
-        return ("passed", f"{check_name}: all {count} cases passed (decided by the grader).\n")
+            return "CheckFailed", failure.message
+        return (
+            "passed",
+            f"{check_name}: all {count} cases passed (decided by the grader).\n",
+        )
+
+
+def _integrity(problems):
+    return _error(
+        "IntegrityError",
+        "Integrity check failed: "
+        + "; ".join(problems)
+        + ". Graded tests must run unchanged code (see the notebook's rules); "
+        "this test scores 0.",
+    )
+
+
+def _borrowed(where):
+    return _error(
+        "BorrowedAnswer",
+        f"{where}. This exercise is to write the attention yourself; an answer "
+        "that delegates to Keras's or keras-hub's attention scores no points for it.",
+    )

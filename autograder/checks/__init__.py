@@ -28,6 +28,6 @@ __all__ = [
 ]
 
 # Last, once every module of the checks exists: what later code must not change.
-from autograder.checks import integrity  # noqa: E402
+from autograder.checks import integrity
 
 integrity.take_snapshot()

@@ -25,7 +25,7 @@ import functools
 import re
 import traceback
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -346,7 +346,10 @@ def _matches(outputs, variant, case, tolerance):
         name in outputs
         and np.shape(outputs[name]) == np.shape(value)
         and compare(
-            outputs[name], np.asarray(value, np.float64), case.valid.get(name), tolerance
+            outputs[name],
+            np.asarray(value, np.float64),
+            case.valid.get(name),
+            tolerance,
         )
         is None
         for name, value in variant.items()
@@ -381,7 +384,7 @@ def decide(
     """
     total = len(cases)
     for index, (case, got, expectation) in enumerate(
-        zip(cases, observations, expectations), start=1
+        zip(cases, observations, expectations, strict=False), start=1
     ):
         problems = []
         for name, expected in expectation["expected"].items():
@@ -433,9 +436,7 @@ def run_check(check_name, which, probe):
         source.record(check_name, which, observations, failure, sublayers)
         if failure is not None:
             raise failure
-        print(
-            f"{check_name}: {len(cases)} cases ran; {sources.RAN_NOTE}"
-        )
+        print(f"{check_name}: {len(cases)} cases ran; {sources.RAN_NOTE}")
         return
     borrowed = borrowed_message(check_name, sublayers)
     if borrowed:

@@ -262,7 +262,8 @@ class LayerProbe:
 
     def specs(self, case):
         return [
-            WeightSpec(n, v, label=self.weight_label(n)) for n, v in case.weights.items()
+            WeightSpec(n, v, label=self.weight_label(n))
+            for n, v in case.weights.items()
         ]
 
     def build(self, cls, case):
@@ -272,7 +273,9 @@ class LayerProbe:
             with student_code(f"`{cls.__name__}({arguments})`"):
                 layer = cls(**case.init)
             return layer
-        return build_and_inject(cls, case.init, args, case.call_kwargs, self.specs(case))
+        return build_and_inject(
+            cls, case.init, args, case.call_kwargs, self.specs(case)
+        )
 
     def run(self, layer, case):
         if self.call is not None:

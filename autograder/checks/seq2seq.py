@@ -95,7 +95,9 @@ def _luong_call(layer, case, kwargs):
 
     args = list(case.inputs.values())
     if not case.options.get("keras_mask"):
-        outputs = call_layer(layer, args, kwargs, ["probs", "weights"], "`LuongAttention`")
+        outputs = call_layer(
+            layer, args, kwargs, ["probs", "weights"], "`LuongAttention`"
+        )
         plain = {k: v for k, v in kwargs.items() if k != "return_attention_scores"}
         outputs["probs (return_attention_scores=False)"] = call_layer(
             layer, args, plain, ["probs"], "`LuongAttention` without scores"

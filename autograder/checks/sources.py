@@ -16,7 +16,7 @@ from pathlib import Path
 from autograder.checks import store
 from autograder.checks.core import CheckFailed
 
-__all__ = ["GRADING_ENV", "current", "record_path", "cases_path"]
+__all__ = ["GRADING_ENV", "cases_path", "current", "record_path"]
 
 GRADING_ENV = "KIT_GRADING_CASES"
 RAN_NOTE = "the grader compares the results outside this notebook."

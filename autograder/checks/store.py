@@ -188,7 +188,9 @@ def load_record(path):
             for i, names in enumerate(meta["outputs"])
         ]
     except (OSError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"unreadable record {os.path.basename(path)}: {error}") from None
+        raise ValueError(
+            f"unreadable record {os.path.basename(path)}: {error}"
+        ) from None
     for observed in observations:
         for value in observed.values():
             if value.dtype != np.float64:
