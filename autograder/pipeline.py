@@ -122,6 +122,11 @@ class Course:
             p for p in find_sources(self.solutions_dir) if p.parent.name == assignment
         ]
 
+    def released_notebook(self, assignment):
+        """The student version as released (from `assignments/`)."""
+        path = self.release_dir / assignment / self.notebook_name(assignment)
+        return nbformat.read(path, as_version=4)
+
     def notebook_name(self, assignment):
         sources = self.sources(assignment)
         if len(sources) != 1:
@@ -400,7 +405,9 @@ class Course:
                 log(f"  kept {student}: {previous.total:g} (graded before, unchanged)")
                 results.append(previous)
                 continue
-            notebook, notes, problem = inspect_submission(path)
+            notebook, notes, problem = inspect_submission(
+                path, self.released_notebook(assignment)
+            )
             if problem:
                 self._forget(assignment, student)
                 max_scores = self.exercises(assignment)
@@ -504,9 +511,10 @@ def apply_patch(notebook, patch, sample_name):
         if cell.metadata.get("nbgrader", {}).get("grade_id") != patch["cell"]:
             continue
         if "insert_before" in patch:
-            notebook.cells.insert(
-                index, nbformat.v4.new_code_cell(patch["insert_before"])
-            )
+            added = nbformat.v4.new_code_cell(patch["insert_before"])
+            if "metadata" in patch:  # a cell whose metadata the student forged
+                added.metadata["nbgrader"] = dict(patch["metadata"])
+            notebook.cells.insert(index, added)
         elif "metadata" in patch:
             cell.metadata["nbgrader"] = {
                 **cell.metadata["nbgrader"],
@@ -607,12 +615,16 @@ def write_results(path, results):
 MAX_SUBMISSION_BYTES = 5_000_000
 
 
-def inspect_submission(path):
+def inspect_submission(path, released=None):
     """Read a submitted file as a gradable notebook, or say why it is not one.
 
     Outputs are removed (grading runs every cell again, and a huge output
     would only slow nbgrader down) and a notebook saved with another kernel
-    is graded with Python 3, with a note.
+    is graded with Python 3, with a note. With `released` (the notebook the
+    students received), nbgrader metadata is put back as released: metadata
+    with an unknown or repeated grade_id is removed (the cell is graded as
+    the student's own code), and changed metadata of a known cell is
+    restored, each with a note.
 
     Returns:
         `(notebook, notes, problem)`: the notebook to grade and notes about
@@ -651,6 +663,8 @@ def inspect_submission(path):
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    if released is not None:
+        notes += restore_metadata(notebook, released)
     kernel = notebook.metadata.get("kernelspec", {}).get("name", "python3")
     if kernel != "python3":
         notes.append(f"saved with the kernel {kernel!r}; graded with Python 3")
@@ -670,6 +684,45 @@ def inspect_submission(path):
             ),
         )
     return notebook, notes, ""
+
+
+def restore_metadata(notebook, released):
+    """Make every cell's nbgrader metadata what the students received."""
+    known = {}
+    for cell in released.cells:
+        meta = cell.metadata.get("nbgrader")
+        if meta and "grade_id" in meta:
+            known[meta["grade_id"]] = (cell.cell_type, meta)
+    removed, restored, seen = [], [], set()
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if (
+            grade_id not in known
+            or grade_id in seen
+            or cell.cell_type != known[grade_id][0]
+        ):
+            del cell.metadata["nbgrader"]
+            removed.append(str(grade_id))
+            continue
+        seen.add(grade_id)
+        original = known[grade_id][1]
+        if meta != original:
+            cell.metadata["nbgrader"] = dict(original)
+            restored.append(grade_id)
+    notes = []
+    if removed:
+        notes.append(
+            f"nbgrader metadata removed from {len(removed)} cell(s) not in the "
+            f"assignment ({', '.join(removed[:3])}): graded as the student's code"
+        )
+    if restored:
+        notes.append(
+            f"nbgrader metadata of {', '.join(restored[:3])} restored as released"
+        )
+    return notes
 
 
 def file_digest(path):

@@ -26,6 +26,7 @@ __all__ = [
     "borrowing",
     "check_calls",
     "defined_names",
+    "node_defines",
     "parse",
     "tampering",
     "used_names",
@@ -207,6 +208,7 @@ def tampering(tree, protected):
             functions): rebinding them or their attributes is tampering.
     """
     found = []
+    protected = set(protected) | imported_names(tree)
     allowed_magic_calls = set()
     for node in ast.walk(tree):
         magic = _magic(node)
@@ -299,24 +301,27 @@ def borrowing(tree):
     return sorted(unique.values(), key=lambda f: (f.line, f.reason))
 
 
+def node_defines(node):
+    """Names one top-level statement binds (class, function, assignment, import)."""
+    if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+        return {node.name}
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    targets = []
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+        targets = [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
 def defined_names(tree):
-    """Top-level names a cell defines (classes, functions, assignments)."""
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-        elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(
-            node.target, ast.Name
-        ):
-            names.add(node.target.id)
-    return names
+    """Top-level names a cell defines."""
+    return set().union(*(node_defines(node) for node in tree.body))
 
 
-def used_names(tree):
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+def used_names(node):
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def check_calls(source):

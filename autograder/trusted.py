@@ -206,25 +206,28 @@ class _Submission:
         ]
 
     def borrowing_for(self, index, target):
-        """Borrowing in the cells that define `target`, and in the cells that
-        define the names those cells use."""
-        before = {i: tree for i, (tree, _) in self.cells.items() if i < index and tree}
-        defining = [
-            i for i, tree in before.items() if target in scan.defined_names(tree)
-        ]
-        used = set()
-        for i in defining:
-            used |= scan.used_names(before[i])
-        helpers = [
-            i
-            for i, tree in before.items()
-            if i not in defining and scan.defined_names(tree) & used
-        ]
-        return [
-            (i, f)
-            for i in sorted({*defining, *helpers})
-            for f in scan.borrowing(before[i])
-        ]
+        """Borrowing in the statements that define `target` and, transitively,
+        in those defining the names they use (a helper in another cell counts;
+        a scratch cell that nothing uses does not)."""
+        defines = {}
+        for i, (tree, _) in sorted(self.cells.items()):
+            if i >= index or tree is None:
+                continue
+            for node in tree.body:
+                for name in scan.node_defines(node):
+                    defines.setdefault(name, []).append((i, node))
+        chosen, queue, seen = {}, [target], set()
+        while queue:
+            name = queue.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for i, node in defines.get(name, []):
+                if id(node) not in chosen:
+                    chosen[id(node)] = (i, node)
+                    queue.extend(scan.used_names(node) - seen)
+        found = [(i, f) for i, node in chosen.values() for f in scan.borrowing(node)]
+        return sorted(found, key=lambda item: (item[0], item[1].line, item[1].reason))
 
 
 def _where(findings, limit=4):
