@@ -97,7 +97,9 @@ def assignment_facts(instructor_notebook):
           "lesson": [source of every code cell that is neither an answer nor
                      a test], "protected": [names the lesson imports]}`.
     """
-    notebook = nbformat.read(str(instructor_notebook), as_version=4)
+    notebook = instructor_notebook
+    if not isinstance(notebook, nbformat.NotebookNode):
+        notebook = nbformat.read(str(instructor_notebook), as_version=4)
     tests, lesson, protected = {}, [], set()
     for cell in notebook.cells:
         if cell.cell_type != "code":

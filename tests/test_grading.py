@@ -85,9 +85,9 @@ def special_submissions(course):
 
     noisy = _solution(course)
     _cell(noisy, "score_functions").source = (
-        "import os, sys\n"
-        "os.write(2, b'I0000 00:00:1795302995.702205 3387 cudart_stub.cc:31] "
-        "Could not find cuda drivers on your machine, GPU will not be used.\\n')\n"
+        "import tensorflow as tf\n\n"  # C++ writes straight to fd 2, as its logs do
+        "tf.print('I0000 00:00:1795302995.702205 3387 cudart_stub.cc:31] "
+        "Could not find cuda drivers on your machine, GPU will not be used.')\n"
         + _cell(noisy, "score_functions").source
     )
     out["tensorflow-log-lines"] = (noisy, dict(full))
@@ -114,7 +114,17 @@ def special_submissions(course):
         f"    os.execvp('sleep', ['sleep', '{LEFTOVER_SECONDS}'])\n"
         + _cell(escapes, "masked_softmax").source
     )
-    out["network-and-daemon"] = (escapes, dict(full))
+    # Its imports and calls are also tampering: what follows it scores 0.
+    out["network-and-daemon"] = (
+        escapes,
+        {
+            **full,
+            "masked_softmax": 0,
+            "luong_attention": 0,
+            "bahdanau_attention": 0,
+            "bahdanau_decoder_step": 0,
+        },
+    )
     return out
 
 
@@ -271,9 +281,7 @@ def test_feedback_shows_no_hidden_tests_paths_or_tracebacks(graded):
 @pytest.mark.skipif(not ISOLATED, reason="needs Linux namespaces (root and unshare)")
 def test_student_code_has_no_network_and_leaves_no_process(graded):
     _, results, _ = graded
-    assert results["network-and-daemon"].total == sum(
-        results["solution"].max_scores.values()
-    )
+    assert results["network-and-daemon"].scores["concat_score"] == 2
     assert LISTENER.connections == 0
     assert leftover_processes() == []
 
