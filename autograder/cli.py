@@ -4,7 +4,10 @@ autograder build                 solution notebooks + student versions
 autograder check-sync            fail if assignments/ is out of date
 autograder samples A OUT         write A's sample submissions into OUT
 autograder grade A SUBMISSIONS   autograde a folder of submissions
-autograder demo                  all of it on the bundled samples
+autograder bundle [--out DIR]    what students receive: notebooks + a wheel
+                                 without solutions or hidden tests
+autograder demo [--integrity]    all of it on the bundled samples (and the
+                                 integrity catalog)
 """
 
 import argparse
@@ -39,11 +42,11 @@ def cmd_check_sync(args):
     return 0
 
 
-def write_samples(course, assignment, out):
+def write_samples(course, assignment, out, catalog="samples"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {}
-    for sample in course.samples(assignment):
+    for sample in course.samples(assignment, catalog):
         path = out / f"{sample.name}.ipynb"
         nbformat.write(course.make_submission(assignment, sample), path)
         written[sample.name] = path
@@ -117,20 +120,22 @@ def cmd_demo(args):
     print("Generating the student versions (assignments/) from solutions/ ...")
     course.generate()
     status = 0
+    catalogs = ["samples", "integrity"] if args.integrity else ["samples"]
     for assignment in course.assignments():
-        samples = course.samples(assignment)
-        if not samples:
-            continue
-        paths = write_samples(
-            course, assignment, course.grading_dir / "samples" / assignment
-        )
-        print(f"\nAutograding {len(paths)} sample submissions of {assignment}:")
-        results = grade_folder(course, assignment, paths, regrade=True)
-        expected = {s.name: course.expected_scores(assignment, s) for s in samples}
-        print()
-        print(format_table(results, expected))
-        if any(expected[r.student] != r.scores for r in results):
-            status = 1
+        for catalog in catalogs:
+            samples = course.samples(assignment, catalog)
+            if not samples:
+                continue
+            paths = write_samples(
+                course, assignment, course.grading_dir / catalog / assignment, catalog
+            )
+            print(f"\nAutograding {len(paths)} {catalog} submissions of {assignment}:")
+            results = grade_folder(course, assignment, paths, regrade=True)
+            expected = {s.name: course.expected_scores(assignment, s) for s in samples}
+            print()
+            print(format_table(results, expected))
+            if any(expected[r.student] != r.scores for r in results):
+                status = 1
     print(
         f"\nFeedback (HTML): {course.grading_dir / 'feedback'}"
         "/<submission>/<assignment>/"
@@ -138,6 +143,17 @@ def cmd_demo(args):
     print(f"Gradebook: {course.grading_dir / 'gradebook.db'}")
     print(f"Done in {time.monotonic() - started:.0f} s.")
     return status
+
+
+def cmd_bundle(args):
+    from autograder.bundle import build_bundle
+
+    course = Course(args.root)
+    wheel = build_bundle(course, args.out)
+    print(f"Student bundle in {Path(args.out).resolve()}:")
+    print(f"  {wheel.name} (no reference layers, no judge, no hidden cases)")
+    print("  assignments/ (student notebooks), README.md")
+    return 0
 
 
 def main(argv=None):
@@ -167,9 +183,20 @@ def main(argv=None):
         help="grade every submission again (default: an interrupted or repeated "
         "run keeps the grades of unchanged submissions)",
     )
+    p = sub.add_parser("bundle", help="build what students receive")
+    p.add_argument(
+        "--out",
+        default="build/student-bundle",
+        help="folder (default build/student-bundle)",
+    )
     p = sub.add_parser("demo", help="grade the bundled sample submissions")
     p.add_argument(
         "--out", default="build/demo", help="grading folder (default build/demo)"
+    )
+    p.add_argument(
+        "--integrity",
+        action="store_true",
+        help="also grade the integrity catalog (submissions that tamper)",
     )
     args = parser.parse_args(argv)
     handler = {
@@ -177,6 +204,7 @@ def main(argv=None):
         "check-sync": cmd_check_sync,
         "samples": cmd_samples,
         "grade": cmd_grade,
+        "bundle": cmd_bundle,
         "demo": cmd_demo,
     }[args.command]
     try:
