@@ -27,6 +27,19 @@
 #   Code that passes the visible checks *because it is right* passes those too.
 # * Training cells are skipped while grading, so they never cost you points.
 #   Don't delete or edit the check cells: they are restored before grading.
+# * While grading, the check cells only *record* what your layers output; the
+#   grader compares those outputs with the reference in its own process, where
+#   your code never runs. It also reads (without running) every cell you
+#   wrote. A graded answer must be ordinary Keras code: it may import only
+#   `numpy`, `keras`, `tensorflow`, `math`, `matplotlib` and the standard
+#   helpers (`functools`, `itertools`, `collections`, ...), and must not call
+#   `exec`, `eval`, `open`, `setattr` or `get_ipython`, reassign anything of
+#   an imported module (`np.allclose = ...`), redefine a `check_` function or
+#   define `__eq__`/`__array__`. Such code fails the **integrity check** of
+#   every test after it (0 points, and the feedback says where). Building an
+#   attention exercise on `keras.layers.Attention`, `AdditiveAttention`,
+#   `MultiHeadAttention` or `keras.ops.dot_product_attention` scores 0 for
+#   that exercise: here you write attention yourself.
 #
 # **Conventions used everywhere in this course.** Shapes are written
 # `(B, T_q, T_k, d)`: batch, query (decoder) steps, key (encoder) steps,
