@@ -58,15 +58,18 @@ if os.environ.get("KIT_KERNEL"):
 # `TrustedExecute` runs the notebook like nbgrader's `Execute` (whose settings
 # below it inherits) and judges each graded test from the outputs the kernel
 # recorded (autograder/trusted.py).
-c.Autograde.autograde_preprocessors = [
-    "autograder.trusted.TrustedExecute",
-    "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-]
+# `KIT_PLAIN_NBGRADER=1` keeps nbgrader's own `Execute` (the checks then decide
+# in the kernel): only the benchmark's baseline uses it.
+if os.environ.get("KIT_PLAIN_NBGRADER") != "1":
+    c.Autograde.autograde_preprocessors = [
+        "autograder.trusted.TrustedExecute",
+        "nbgrader.preprocessors.IgnorePattern",
+        "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        "nbgrader.preprocessors.LimitOutput",
+        "nbgrader.preprocessors.SaveAutoGrades",
+        "nbgrader.preprocessors.AssignLatePenalties",
+        "nbgrader.preprocessors.CheckCellMetadata",
+    ]
 
 # Per-cell limit; the whole notebook's limit is set by `autograder grade`.
 c.Execute.timeout = int(os.environ.get("KIT_CELL_TIMEOUT", "60"))

@@ -7,6 +7,10 @@ ipykernel in operating-system limits:
 * `prlimit --as`: a memory limit (`KIT_MEMORY_LIMIT_MB`, default 6144 MiB);
   past it, allocations fail with `MemoryError` in the cell that made them
   instead of the machine swapping or the OOM killer taking another process;
+  with it `--fsize` (no file over `KIT_FILE_LIMIT_MB`, default 256 MiB, so
+  a submission cannot fill the disk in one file) and `--nproc`
+  (`KIT_PROCESS_LIMIT`, default 4096 processes and threads for the kernel's
+  user: a fork bomb stops there);
 * `unshare --net --pid --fork --mount-proc --kill-child` (Linux, as root):
   no network at all (only a loopback that is down; the kernel talks to
   nbgrader through Unix sockets, `KernelManager.transport = "ipc"`), and its
@@ -138,7 +142,19 @@ def layers():
         found.append(("namespaces", list(NAMESPACES)))
     limit = memory_limit_mb()
     if limit > 0 and _works("prlimit", "--as=1073741824"):
-        found.append(("memory", ["prlimit", f"--as={limit * 2**20}"]))
+        files = int(os.environ.get("KIT_FILE_LIMIT_MB", "256"))
+        processes = int(os.environ.get("KIT_PROCESS_LIMIT", "4096"))
+        found.append(
+            (
+                "memory",
+                [
+                    "prlimit",
+                    f"--as={limit * 2**20}",
+                    f"--fsize={files * 2**20}",
+                    f"--nproc={processes}",
+                ],
+            )
+        )
     return found
 
 

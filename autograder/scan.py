@@ -82,6 +82,8 @@ FORBIDDEN_ATTRIBUTES = frozenset(
         "__dict__",
         "__class__",
         "__bases__",
+        "__setattr__",
+        "__delattr__",
         "__mro__",
         "_getframe",
         "f_globals",

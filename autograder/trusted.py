@@ -182,6 +182,7 @@ class _Submission:
         lesson = set(facts["lesson"])
         protected = set(facts["protected"])
         self.cells = {}  # index -> (tree or None, tamper findings)
+        self.labels = {}  # index -> how the feedback names the cell
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or self.is_test(cell):
                 continue
@@ -194,6 +195,7 @@ class _Submission:
                 else scan.tampering(tree, protected)
             )
             self.cells[index] = (tree, findings)
+            self.labels[index] = _label(cell, index)
 
     def is_test(self, cell):
         meta = cell.metadata.get("nbgrader", {})
@@ -201,7 +203,7 @@ class _Submission:
 
     def tampering_before(self, index):
         return [
-            (i, f)
+            (self.labels[i], f)
             for i, (_, findings) in sorted(self.cells.items())
             if i < index
             for f in findings
@@ -229,11 +231,22 @@ class _Submission:
                     chosen[id(node)] = (i, node)
                     queue.extend(scan.used_names(node) - seen)
         found = [(i, f) for i, node in chosen.values() for f in scan.borrowing(node)]
-        return sorted(found, key=lambda item: (item[0], item[1].line, item[1].reason))
+        found.sort(key=lambda item: (item[0], item[1].line, item[1].reason))
+        return [(self.labels[i], f) for i, f in found]
+
+
+def _label(cell, index):
+    """An answer cell by its name; another cell by its number and first line."""
+    meta = cell.metadata.get("nbgrader", {})
+    if meta.get("solution") and meta.get("grade_id"):
+        return f"answer cell `{meta['grade_id']}`"
+    first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
+    first = first if len(first) <= 40 else first[:37] + "..."
+    return f"cell {index + 1} (`{first}`)"
 
 
 def _where(findings, limit=4):
-    parts = [f"cell {i + 1}, {f}" for i, f in findings[:limit]]
+    parts = [f"{label}, {f}" for label, f in findings[:limit]]
     if len(findings) > limit:
         parts.append(f"and {len(findings) - limit} more")
     return "; ".join(parts)
