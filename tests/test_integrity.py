@@ -46,6 +46,10 @@ def catalog(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("integrity")
     course = Course(grading_dir=scratch / "grading")
     samples = course.samples(ASSIGNMENT, "integrity")
+    if not CONFINED:  # without the jail these would really read and write
+        samples = [
+            s for s in samples if s.name not in ("read-hidden-tests", "write-elsewhere")
+        ]
     paths = {}
     for sample in samples:
         paths[sample.name] = scratch / f"{sample.name}.ipynb"
