@@ -30,7 +30,6 @@ import argparse
 import ctypes
 import json
 import os
-import shutil
 import signal
 import sys
 
@@ -77,6 +76,27 @@ def _connection(argv):
     return None, None
 
 
+def _expose(path, handle):
+    """Bind `handle`'s folder at `path`, read-only."""
+    os.makedirs(path, exist_ok=True)
+    _mount(f"/proc/self/fd/{handle}", path, flags=MS_BIND | MS_REC)
+    _mount(None, path, flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _read_font_cache():
+    folder = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+        "matplotlib",
+    )
+    found = {}
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    found[name] = f.read()
+    return found
+
+
 def _under(path, folders):
     return any(path == f or path.startswith(f + "/") for f in folders)
 
@@ -99,14 +119,22 @@ def confine(hide, uid, argv, expose=()):
         if os.path.isdir(path)
     }
 
+    fonts = _read_font_cache()  # the grader's, while its home is still visible
+
     _mount(None, "/", flags=MS_REC | MS_PRIVATE)
     private = ("/tmp", "/var/tmp", "/dev/shm")
     for path in private:
         if os.path.isdir(path):
             _tmpfs(path, mode="1777", size="2g" if path == "/tmp" else "256m")
+    # What the kernel needs from a folder that is now fresh (a course checked
+    # out under /tmp) comes back read-only.
+    for inner in sorted(exposed):
+        if _under(inner, private):
+            _expose(inner, exposed[inner])
+    shown = [p for p in exposed]
     covered = []
     for path in sorted(set(hide), key=len):  # outer folders first
-        if _under(path, private):
+        if _under(path, private) and not _under(path, shown):
             continue  # already out of sight: the private folder is fresh
         if os.path.isdir(path) and not os.path.islink(path):
             _tmpfs(path, size="64k")
@@ -116,13 +144,7 @@ def confine(hide, uid, argv, expose=()):
             # inside those (longer, so later in this loop) are covered again.
             for inner, handle in sorted(exposed.items()):
                 if inner.startswith(path + "/"):
-                    os.makedirs(inner, exist_ok=True)
-                    _mount(f"/proc/self/fd/{handle}", inner, flags=MS_BIND | MS_REC)
-                    _mount(
-                        None,
-                        inner,
-                        flags=MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                    )
+                    _expose(inner, handle)
         elif os.path.isfile(path):
             _mount("/dev/null", path, flags=MS_BIND)
     for path, handle in handles.items():
@@ -135,10 +157,11 @@ def confine(hide, uid, argv, expose=()):
         _mount(None, path, flags=MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
     home = "/tmp/home"
-    os.makedirs(os.path.join(home, ".cache"), exist_ok=True)
-    fonts = os.path.expanduser("~/.cache/matplotlib")  # the grader's, read before
-    if os.path.isdir(fonts):  # saves rebuilding matplotlib's font list
-        shutil.copytree(fonts, os.path.join(home, ".cache", "matplotlib"))
+    cache = os.path.join(home, ".cache", "matplotlib")
+    os.makedirs(cache, exist_ok=True)
+    for name, data in fonts.items():  # saves rebuilding matplotlib's font list
+        with open(os.path.join(cache, name), "wb") as f:
+            f.write(data)
     argv = list(argv)
     owned = [home, *keep[1:]]
     if index is not None:

@@ -73,12 +73,17 @@ def borrowed_message(check_name, sublayers):
 
 
 class WeightSpec:
-    """An expected weight: the name the exercise gives it, and its value."""
+    """An expected weight: the name the exercise gives it, and its value.
 
-    def __init__(self, name, value, label=None):
+    `aliases` are other path endings that name it (`"query/kernel"` for a
+    Dense or EinsumDense sublayer called `query`).
+    """
+
+    def __init__(self, name, value, label=None, aliases=()):
         self.name = name
         self.value = np.asarray(value)
         self.label = label or name
+        self.aliases = tuple(aliases)
 
     @property
     def shape(self):
@@ -87,6 +92,24 @@ class WeightSpec:
 
 def _leaf(path):
     return path.split("/")[-1]
+
+
+def _named(variable, spec):
+    path = variable.path
+    return _leaf(path) == spec.name or any(
+        path == a or path.endswith("/" + a) for a in spec.aliases
+    )
+
+
+def _reshaped(shape, spec_shape):
+    """Whether a weight kept with its heads merged holds the same values:
+    `(d, h, k)` as `(d, h*k)`, `(h, v, o)` as `(h*v, o)`, `(h, k)` as `(h*k,)`."""
+    if len(spec_shape) == 3:
+        a, b, c = spec_shape
+        return shape in ((a, b * c), (a * b, c))
+    if len(spec_shape) == 2:
+        return shape == (spec_shape[0] * spec_shape[1],)
+    return False
 
 
 def _plan_assignment(variables, specs):
@@ -104,22 +127,25 @@ def _plan_assignment(variables, specs):
                 return shape in ((spec.shape[0], 1), (1, spec.shape[0]))
             return len(spec.shape) == 2 and shape == spec.shape[::-1]
 
-        by_name = [
-            v
-            for v in free
-            if _leaf(v.path) == spec.name and (fits(v) or fits_transposed(v))
-        ]
+        def fits_reshaped(v, spec=spec):
+            return _reshaped(tuple(v.shape), spec.shape)
+
+        def fits_any(v, spec=spec):
+            return fits(v) or fits_transposed(v) or fits_reshaped(v)
+
+        by_name = [v for v in free if _named(v, spec) and fits_any(v)]
         candidates = (
             by_name
             or [v for v in free if fits(v)]
             or [v for v in free if fits_transposed(v)]
+            or [v for v in free if fits_reshaped(v)]
         )
         if len(candidates) != 1:
             return None, spec, candidates
         chosen = candidates[0]
         if fits(chosen):
             value = spec.value
-        elif len(spec.shape) == 1:
+        elif fits_reshaped(chosen) or len(spec.shape) == 1:
             value = spec.value.reshape(tuple(chosen.shape))
         else:
             value = spec.value.T
