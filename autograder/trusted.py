@@ -246,9 +246,15 @@ def _label(cell, index):
 
 
 def _where(findings, limit=4):
-    parts = [f"{label}, {f}" for label, f in findings[:limit]]
-    if len(findings) > limit:
-        parts.append(f"and {len(findings) - limit} more")
+    """`answer cell `x`: line 1: imports `os`, line 5: calls `open()`; ...`."""
+    by_cell = {}
+    for label, finding in findings:
+        by_cell.setdefault(label, []).append(finding)
+    parts = []
+    for label, found in by_cell.items():
+        shown = ", ".join(str(f) for f in found[:limit])
+        more = f" and {len(found) - limit} more" if len(found) > limit else ""
+        parts.append(f"{label}: {shown}{more}")
     return "; ".join(parts)
 
 
