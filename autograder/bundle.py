@@ -37,6 +37,7 @@ STUDENT_MODULES = (
     "quiet.py",
     "lesson.py",
     "checks/__init__.py",
+    "checks/attention.py",
     "checks/core.py",
     "checks/integrity.py",
     "checks/layers.py",

@@ -5,6 +5,11 @@ compares the student's layer with the reference on fixed inputs after giving
 both the same weights, and says what is wrong when they differ.
 """
 
+from autograder.checks.attention import (
+    check_masks,
+    check_multi_head_attention,
+    check_scaled_dot_product_attention,
+)
 from autograder.checks.core import CheckFailed
 from autograder.checks.seq2seq import (
     check_bahdanau_attention,
@@ -25,6 +30,9 @@ __all__ = [
     "check_general_score",
     "check_luong_attention",
     "check_masked_softmax",
+    "check_masks",
+    "check_multi_head_attention",
+    "check_scaled_dot_product_attention",
 ]
 
 # Last, once every module of the checks exists: what later code must not change.

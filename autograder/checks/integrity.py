@@ -33,6 +33,7 @@ _MODULES = (
     "autograder.checks.sources",
     "autograder.checks.verdict",
     "autograder.checks.seq2seq",
+    "autograder.checks.attention",
 )
 # ipykernel itself swaps these for every cell it runs.
 _KERNEL_MANAGED = frozenset({"builtins.input", "builtins.getpass"})

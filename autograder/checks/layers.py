@@ -150,7 +150,7 @@ def _plan_assignment(variables, specs):
         else:
             value = spec.value.T
         plan.append((chosen, value))
-        free.remove(chosen)
+        free = [v for v in free if v is not chosen]
     return plan, free, None
 
 
@@ -277,18 +277,24 @@ class LayerProbe:
         call: optional `(layer, case, kwargs) -> {name: tensor}` replacing a
             plain call (for example, through a functional model).
         weight_label: optional `name -> label` for messages.
+        aliases: optional `{weight name: (path endings, ...)}`.
     """
 
-    def __init__(self, cls, outputs, round_trip=(), call=None, weight_label=None):
+    def __init__(
+        self, cls, outputs, round_trip=(), call=None, weight_label=None, aliases=None
+    ):
         self.cls = cls
         self.outputs = outputs
         self.round_trip = list(round_trip)
         self.call = call
         self.weight_label = weight_label or (lambda name: name)
+        self.aliases = aliases or {}
 
     def specs(self, case):
         return [
-            WeightSpec(n, v, label=self.weight_label(n))
+            WeightSpec(
+                n, v, label=self.weight_label(n), aliases=self.aliases.get(n, ())
+            )
             for n, v in case.weights.items()
         ]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["Spec", "names", "register", "spec"]
 
-_MODULES = ("autograder.judge.seq2seq",)
+_MODULES = ("autograder.judge.seq2seq", "autograder.judge.attention")
 _SPECS = {}
 
 
