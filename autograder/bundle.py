@@ -36,6 +36,7 @@ STUDENT_MODULES = (
     "__init__.py",
     "quiet.py",
     "lesson.py",
+    "lesson_attention.py",
     "checks/__init__.py",
     "checks/attention.py",
     "checks/core.py",
@@ -46,7 +47,7 @@ STUDENT_MODULES = (
     "checks/store.py",
     "checks/verdict.py",
 )
-DATA_FILES = ("__init__.py", "dates.py", "README.md")
+DATA_FILES = ("__init__.py", "dates.py", "lookup.py", "README.md")
 REQUIRES = (
     "tensorflow==2.21.0",
     "keras==3.15.1",

@@ -3,6 +3,9 @@
 `dates`: a deterministic, download-free date-normalisation data set ("3 May 1979",
 "5/3/79", "1979년 5월 3일" ... -> "1979-05-03") for character-level
 sequence-to-sequence models with attention. See `data/README.md`.
+
+`lookup`: `c=4 a=7 f=1 ? a -> 7`, a task whose answer needs one token to find
+another by content (Assignment 2 trains a self-attention layer on it).
 """
 
 from .dates import (
