@@ -2,7 +2,8 @@
 
 Prints the wall-clock time of the whole notebook, the slowest cells, and the
 figures the notebook itself prints (exact match of the trained models).
-Goal for Assignment 1: at most 5 minutes on 2 CPU cores, >= 99% exact match.
+Goals: at most 5 minutes each on 2 CPU cores; Assignment 1 >= 99% exact
+match; Assignment 2's lookup model near 100% (its training at most 2 min).
 
     python benchmarks/notebook_timing.py [--quick]
 """
@@ -66,10 +67,11 @@ def main():
     parser.add_argument(
         "--quick", action="store_true", help="KIT_QUICK=1: small training"
     )
+    parser.add_argument("assignments", nargs="*", help="default: all")
     args = parser.parse_args()
     course = Course()
     course.build_solutions()
-    for assignment in course.assignments():
+    for assignment in args.assignments or course.assignments():
         path = course.solutions_dir / assignment / course.notebook_name(assignment)
         total, cells, output, notebook = run(path, args.quick)
         print(
@@ -79,7 +81,8 @@ def main():
         for index, seconds, cell in sorted(cells, key=lambda c: -c[1])[:5]:
             first = cell.source.strip().splitlines()[0][:60]
             print(f"  cell {index:>3}: {seconds:6.1f} s  {first}")
-        for line in re.findall(r"^.*exactly right.*$", output, re.M):
+        pattern = r"^.*(?:exactly right|largest difference|val_accuracy).*$"
+        for line in re.findall(pattern, output, re.M)[-6:]:
             print(f"  {line.strip()}")
         executed = course.root / "build" / "benchmarks" / f"{assignment}.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
