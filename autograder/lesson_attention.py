@@ -20,6 +20,7 @@ __all__ = [
     "plot_heads",
     "plot_masks",
     "plot_scaling",
+    "share_on_asked_item",
     "time_layers",
 ]
 
@@ -190,3 +191,17 @@ def keras_twin(layer, query, value):
             value_ = keras.ops.convert_to_numpy(named[name])
             variable.assign(value_.reshape(tuple(variable.shape)))
     return twin
+
+
+def share_on_asked_item(weights, task):
+    """Mean weight, from the question, on the item it asks about.
+
+    Args:
+        weights: `(B, T)` one head's attention from the last position.
+        task: the `lookup.LookupTask` the rows come from.
+    """
+    from autograder.data import lookup
+
+    positions = lookup.asked_positions(task)
+    weights = np.asarray(weights)
+    return float(weights[np.arange(len(weights)), positions].mean())

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["LookupTask", "make_lookup"]
+__all__ = ["LookupTask", "asked_positions", "make_lookup"]
 
 LETTERS = "abcdefgh"
 DIGITS = 10
@@ -73,3 +73,11 @@ def make_lookup(n, items=6, seed=0):
     tokens[:, items] = task.question_mark
     tokens[:, items + 1] = 1 + len(LETTERS) * DIGITS + letters[np.arange(n), asked]
     return task
+
+
+def asked_positions(task):
+    """For each example, the position of the item the question asks about."""
+    items = task.tokens[:, : task.items]
+    letters = (items - 1) // DIGITS
+    asked = task.tokens[:, -1] - (1 + len(LETTERS) * DIGITS)
+    return np.argmax(letters == asked[:, None], axis=1)

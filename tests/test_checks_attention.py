@@ -89,8 +89,11 @@ class StudentMHA(keras.layers.Layer):
             mask = mask & (j <= i + ahead)[None]
         mask = mask[:, None]
         axis = -2 if self.MISTAKE == "wrong_axis" else -1
-        weights = ops.softmax(ops.where(mask, scores, -1e9), axis=axis)
-        weights = ops.where(mask, weights, 0.0)
+        if self.MISTAKE == "wrong_sign":
+            weights = ops.softmax(ops.where(mask, scores, 1e9), axis=axis)
+        else:
+            weights = ops.softmax(ops.where(mask, scores, -1e9), axis=axis)
+            weights = ops.where(mask, weights, 0.0)
         context = ops.matmul(weights, v)  # (B, h, T, dv)
         order = (
             (0, 2, 3, 1)
@@ -212,6 +215,7 @@ def test_right_multi_head_attention_passes(layer, cases, capsys):
         ("scale_d_model", "sqrt(d_model)"),
         ("wrong_axis", "over the queries"),
         ("inverted", "mask is inverted"),
+        ("wrong_sign", "+1e9 instead of -1e9"),
         ("split_wrong_axis", "split along the wrong axis"),
         ("merge_wrong_order", "merged in the wrong order"),
         ("no_output_projection", "W_o is missing"),

@@ -41,3 +41,11 @@ def test_answers_are_balanced_and_the_position_varies():
 def test_bad_item_count():
     with pytest.raises(ValueError, match="items"):
         lookup.make_lookup(10, items=9)
+
+
+def test_asked_positions_point_at_the_asked_item():
+    task = lookup.make_lookup(100, seed=4)
+    positions = lookup.asked_positions(task)
+    for row in range(100):
+        words = task.describe(row)
+        assert words[positions[row]].split("=")[0] == words[-1]

@@ -43,15 +43,20 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     Returns:
         `(output (..., T, d_v), weights (..., T, S))`.
     """
-    d_k = ops.cast(ops.shape(q)[-1], q.dtype)
-    scores = ops.matmul(q, ops.swapaxes(k, -1, -2)) / ops.sqrt(d_k)
+    # Scaling q (T x d_k numbers) costs less than scaling the T x S scores.
+    scale = 1.0 / ops.sqrt(ops.cast(ops.shape(q)[-1], q.dtype))
+    scores = ops.matmul(q * scale, ops.swapaxes(k, -1, -2))
     if mask is None:
         weights = ops.softmax(scores, axis=-1)
     else:
-        mask = ops.broadcast_to(ops.cast(mask, "bool"), ops.shape(scores))
-        filled = ops.where(mask, scores, _large_negative(scores.dtype))
-        weights = ops.softmax(filled, axis=-1)
-        weights = ops.where(mask, weights, ops.zeros_like(weights))
+        mask = ops.cast(mask, "bool")
+        weights = ops.softmax(
+            ops.where(mask, scores, _large_negative(scores.dtype)), axis=-1
+        )
+        # Masked keys already get exactly 0 (exp underflows); a row with no
+        # allowed key would be uniform: zero it with a (..., T, 1) factor.
+        allowed = ops.any(mask, axis=-1, keepdims=True)
+        weights = weights * ops.cast(allowed, weights.dtype)
     return ops.matmul(weights, v), weights
 
 
