@@ -1,0 +1,317 @@
+"""Reference layers for Assignment 3: the Transformer (Vaswani et al., 2017).
+
+Post-norm, as in the paper: every sublayer is `LayerNorm(x + Dropout(f(x)))`.
+The attention is `keras.layers.MultiHeadAttention`: Assignment 2 proved it
+equal to the students' own. `tests/test_reference_transformer.py` proves
+these layers equal to keras-hub's `SinePositionEncoding`, `TransformerEncoder`
+and `TransformerDecoder` with the same weights.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from autograder.reference.seq2seq import _check_positive_int
+
+__all__ = [
+    "AddNorm",
+    "Decoder",
+    "DecoderLayer",
+    "Encoder",
+    "EncoderLayer",
+    "FeedForward",
+    "PositionalEmbedding",
+    "WarmupSchedule",
+    "positional_encoding",
+]
+
+
+def positional_encoding(length, depth, max_wavelength=10000.0, dtype="float32"):
+    """`(length, depth)`: `PE[p, 2i] = sin(p / w^(2i/d))`, `PE[p, 2i+1] = cos(...)`.
+
+    Sines and cosines interleaved, as in the paper (and keras-hub), with
+    wavelengths from 2 pi to `max_wavelength * 2 pi` in a geometric series.
+    """
+    positions = np.arange(length, dtype="float64")[:, None]
+    i = np.arange(depth)[None, :]
+    angles = positions / np.power(max_wavelength, (2 * (i // 2)) / depth)
+    return np.where(i % 2 == 0, np.sin(angles), np.cos(angles)).astype(dtype)
+
+
+class PositionalEmbedding(keras.layers.Layer):
+    """Token embedding times sqrt(d_model) plus the positional encoding; the
+    padding mask (token 0) is carried on as a Keras mask."""
+
+    def __init__(self, vocab_size, d_model, max_length=2048, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = _check_positive_int("vocab_size", vocab_size)
+        self.d_model = _check_positive_int("d_model", d_model)
+        self.max_length = _check_positive_int("max_length", max_length)
+        self.embedding = keras.layers.Embedding(vocab_size, d_model, mask_zero=True)
+        self.encoding = positional_encoding(max_length, d_model)
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+
+    def call(self, tokens):
+        length = ops.shape(tokens)[-1]
+        x = self.embedding(tokens) * math.sqrt(self.d_model)
+        encoding = ops.slice(
+            ops.convert_to_tensor(self.encoding), (0, 0), (length, self.d_model)
+        )
+        return x + ops.cast(encoding, x.dtype)[None]
+
+    def compute_mask(self, tokens, previous_mask=None):
+        return self.embedding.compute_mask(tokens)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "d_model": self.d_model,
+            "max_length": self.max_length,
+        }
+
+
+class FeedForward(keras.layers.Layer):
+    """`max(0, x W_1 + b_1) W_2 + b_2`, position by position."""
+
+    def __init__(self, d_model, dff, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = _check_positive_int("d_model", d_model)
+        self.dff = _check_positive_int("dff", dff)
+        self.activation = activation
+        self.inner = keras.layers.Dense(dff, activation=activation)
+        self.outer = keras.layers.Dense(d_model)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.outer.build((*input_shape[:-1], self.dff))
+
+    def call(self, x):
+        return self.outer(self.inner(x))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "dff": self.dff,
+            "activation": self.activation,
+        }
+
+
+class AddNorm(keras.layers.Layer):
+    """`LayerNorm(x + Dropout(sublayer_output))`: the paper's post-norm."""
+
+    def __init__(self, dropout=0.1, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(dropout)
+        self.epsilon = float(epsilon)
+        self.dropout = keras.layers.Dropout(dropout)
+        self.norm = keras.layers.LayerNormalization(epsilon=epsilon)
+        self.supports_masking = True
+
+    def build(self, x_shape, y_shape=None):
+        self.norm.build(x_shape)
+
+    def call(self, x, y, training=None):
+        return self.norm(x + self.dropout(y, training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "dropout": self.rate, "epsilon": self.epsilon}
+
+
+def _keys(mask, queries):
+    """A `(B, S)` padding mask of the keys as a `(B, T, S)` attention mask."""
+    if mask is None:
+        return None
+    mask = ops.cast(mask, "bool")[:, None, :]
+    shape = (ops.shape(mask)[0], ops.shape(queries)[1], ops.shape(mask)[-1])
+    return ops.broadcast_to(mask, shape)
+
+
+class EncoderLayer(keras.layers.Layer):
+    """Self-attention and feed-forward, each with Add & Norm."""
+
+    def __init__(self, d_model, num_heads, dff, dropout=0.1, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.dff = d_model, num_heads, dff
+        self.rate, self.epsilon = dropout, epsilon
+        self.self_attention = keras.layers.MultiHeadAttention(
+            num_heads, d_model // num_heads, dropout=dropout
+        )
+        self.attention_norm = AddNorm(dropout, epsilon)
+        self.ffn = FeedForward(d_model, dff)
+        self.ffn_norm = AddNorm(dropout, epsilon)
+        self.supports_masking = True
+
+    def call(self, x, mask=None, training=None):
+        attended = self.self_attention(
+            x, x, attention_mask=_keys(mask, x), training=training
+        )
+        x = self.attention_norm(x, attended, training=training)
+        return self.ffn_norm(x, self.ffn(x), training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dff": self.dff,
+            "dropout": self.rate,
+            "epsilon": self.epsilon,
+        }
+
+
+class DecoderLayer(keras.layers.Layer):
+    """Masked self-attention, cross-attention over the encoder, feed-forward."""
+
+    def __init__(self, d_model, num_heads, dff, dropout=0.1, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.dff = d_model, num_heads, dff
+        self.rate, self.epsilon = dropout, epsilon
+        head = d_model // num_heads
+        self.self_attention = keras.layers.MultiHeadAttention(
+            num_heads, head, dropout=dropout
+        )
+        self.self_norm = AddNorm(dropout, epsilon)
+        self.cross_attention = keras.layers.MultiHeadAttention(
+            num_heads, head, dropout=dropout
+        )
+        self.cross_norm = AddNorm(dropout, epsilon)
+        self.ffn = FeedForward(d_model, dff)
+        self.ffn_norm = AddNorm(dropout, epsilon)
+        self.supports_masking = True
+
+    def call(
+        self,
+        x,
+        context,
+        mask=None,
+        context_mask=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        attended = self.self_attention(
+            x,
+            x,
+            attention_mask=_keys(mask, x),
+            use_causal_mask=True,
+            training=training,
+        )
+        x = self.self_norm(x, attended, training=training)
+        crossed, scores = self.cross_attention(
+            x,
+            context,
+            attention_mask=_keys(context_mask, x),
+            return_attention_scores=True,
+            training=training,
+        )
+        x = self.cross_norm(x, crossed, training=training)
+        x = self.ffn_norm(x, self.ffn(x), training=training)
+        return (x, scores) if return_attention_scores else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dff": self.dff,
+            "dropout": self.rate,
+            "epsilon": self.epsilon,
+        }
+
+
+class Encoder(keras.layers.Layer):
+    """Positional embedding, dropout, then `num_layers` encoder layers."""
+
+    def __init__(
+        self, num_layers, d_model, num_heads, dff, vocab_size, dropout=0.1, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.config = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            dff=dff,
+            vocab_size=vocab_size,
+            dropout=dropout,
+        )
+        self.embedding = PositionalEmbedding(vocab_size, d_model)
+        self.dropout = keras.layers.Dropout(dropout)
+        self.layers_ = [
+            EncoderLayer(d_model, num_heads, dff, dropout) for _ in range(num_layers)
+        ]
+        self.supports_masking = True
+
+    def call(self, tokens, training=None):
+        mask = self.embedding.compute_mask(tokens)
+        x = self.dropout(self.embedding(tokens), training=training)
+        for layer in self.layers_:
+            x = layer(x, mask=mask, training=training)
+        return x
+
+    def compute_mask(self, tokens, previous_mask=None):
+        return self.embedding.compute_mask(tokens)
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
+
+
+class Decoder(keras.layers.Layer):
+    """Positional embedding, dropout, then `num_layers` decoder layers."""
+
+    def __init__(
+        self, num_layers, d_model, num_heads, dff, vocab_size, dropout=0.1, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.config = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            dff=dff,
+            vocab_size=vocab_size,
+            dropout=dropout,
+        )
+        self.embedding = PositionalEmbedding(vocab_size, d_model)
+        self.dropout = keras.layers.Dropout(dropout)
+        self.layers_ = [
+            DecoderLayer(d_model, num_heads, dff, dropout) for _ in range(num_layers)
+        ]
+        self.supports_masking = True
+
+    def call(self, tokens, context, context_mask=None, training=None):
+        mask = self.embedding.compute_mask(tokens)
+        x = self.dropout(self.embedding(tokens), training=training)
+        for layer in self.layers_:
+            x = layer(
+                x, context, mask=mask, context_mask=context_mask, training=training
+            )
+        return x
+
+    def compute_mask(self, tokens, previous_mask=None):
+        return self.embedding.compute_mask(tokens)
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
+
+
+@keras.saving.register_keras_serializable(package="attention_kit")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)` (step counted from 1)."""
+
+    def __init__(self, d_model, warmup_steps=4000):
+        self.d_model = d_model
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        return ops.minimum(ops.rsqrt(step), step * self.warmup_steps**-1.5) * ops.rsqrt(
+            ops.cast(self.d_model, "float32")
+        )
+
+    def get_config(self):
+        return {"d_model": self.d_model, "warmup_steps": self.warmup_steps}

@@ -1,0 +1,137 @@
+"""Assignment 3's reference layers against keras-hub's, weight for weight.
+
+keras-hub is an independent implementation (post-norm when
+`normalize_first=False`, layer-norm epsilon 1e-5, ReLU). With the same
+weights copied in, the reference encoder and decoder layers must give the
+same outputs on every real (non-padding) position; the positional encoding
+must equal `SinePositionEncoding`.
+"""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from autograder.reference import transformer as T
+
+RNG = np.random.default_rng(11)
+D, HEADS, DFF, VOCAB = 16, 4, 32, 30
+
+
+def _copy(targets, sources):
+    targets, sources = list(targets), list(sources)
+    assert [tuple(t.shape) for t in targets] == [tuple(s.shape) for s in sources]
+    for target, source in zip(targets, sources, strict=True):
+        target.assign(source)
+
+
+def _tokens(lengths, width):
+    tokens = RNG.integers(1, VOCAB, (len(lengths), width))
+    for row, n in enumerate(lengths):
+        tokens[row, n:] = 0
+    return tokens
+
+
+def test_positional_encoding_equals_keras_hub():
+    hub = keras_hub.layers.SinePositionEncoding(max_wavelength=10000)
+    expected = np.asarray(hub(np.zeros((1, 50, 64), "float32")))[0]
+    np.testing.assert_allclose(T.positional_encoding(50, 64), expected, atol=1e-5)
+
+
+def test_relative_positions_are_linear_in_the_encoding():
+    pe = T.positional_encoding(60, 16, dtype="float64")
+    # PE[p + k] = M_k PE[p] for one matrix M_k, whatever p: fit it on some
+    # positions, check it on others.
+    k = 5
+    m, *_ = np.linalg.lstsq(pe[:30], pe[k : 30 + k], rcond=None)
+    np.testing.assert_allclose(pe[30:55] @ m, pe[30 + k : 55 + k], atol=1e-6)
+
+
+@pytest.mark.parametrize("lengths", [(6, 6), (6, 3)])
+def test_encoder_layer_equals_keras_hub(lengths):
+    tokens = _tokens(lengths, 6)
+    embed = T.PositionalEmbedding(VOCAB, D)
+    x = embed(tokens)
+    ours = T.EncoderLayer(D, HEADS, DFF, dropout=0.0)
+    hub = keras_hub.layers.TransformerEncoder(DFF, HEADS, dropout=0.0)
+    y = ours(x)
+    hub(x, padding_mask=tokens != 0)
+    for w in hub.weights:
+        w.assign(RNG.standard_normal(w.shape).astype("float32") * 0.3)
+    _copy(ours.self_attention.weights, hub._self_attention_layer.weights)
+    _copy(ours.attention_norm.norm.weights, hub._self_attention_layer_norm.weights)
+    _copy(ours.ffn.inner.weights, hub._feedforward_intermediate_dense.weights)
+    _copy(ours.ffn.outer.weights, hub._feedforward_output_dense.weights)
+    _copy(ours.ffn_norm.norm.weights, hub._feedforward_layer_norm.weights)
+    y = np.asarray(ours(x, mask=tokens != 0))
+    expected = np.asarray(hub(x, padding_mask=tokens != 0))
+    real = tokens != 0
+    np.testing.assert_allclose(y[real], expected[real], atol=1e-4)
+
+
+@pytest.mark.parametrize("lengths", [((5, 5), (4, 4)), ((5, 2), (4, 1))])
+def test_decoder_layer_equals_keras_hub(lengths):
+    source, target = _tokens(lengths[0], 5), _tokens(lengths[1], 4)
+    context = T.PositionalEmbedding(VOCAB, D)(source)
+    x = T.PositionalEmbedding(VOCAB, D)(target)
+    ours = T.DecoderLayer(D, HEADS, DFF, dropout=0.0)
+    hub = keras_hub.layers.TransformerDecoder(DFF, HEADS, dropout=0.0)
+    ours(x, context)
+    masks = {
+        "decoder_padding_mask": target != 0,
+        "encoder_padding_mask": source != 0,
+    }
+    hub(x, context, **masks)
+    for w in hub.weights:
+        w.assign(RNG.standard_normal(w.shape).astype("float32") * 0.3)
+    _copy(ours.self_attention.weights, hub._self_attention_layer.weights)
+    _copy(ours.self_norm.norm.weights, hub._self_attention_layer_norm.weights)
+    _copy(ours.cross_attention.weights, hub._cross_attention_layer.weights)
+    _copy(ours.cross_norm.norm.weights, hub._cross_attention_layer_norm.weights)
+    _copy(ours.ffn.inner.weights, hub._feedforward_intermediate_dense.weights)
+    _copy(ours.ffn.outer.weights, hub._feedforward_output_dense.weights)
+    _copy(ours.ffn_norm.norm.weights, hub._feedforward_layer_norm.weights)
+    y = np.asarray(ours(x, context, mask=target != 0, context_mask=source != 0))
+    expected = np.asarray(hub(x, context, **masks))
+    real = target != 0
+    np.testing.assert_allclose(y[real], expected[real], atol=1e-4)
+
+
+def test_positional_embedding_scales_and_carries_the_padding_mask():
+    layer = T.PositionalEmbedding(VOCAB, D)
+    tokens = np.array([[3, 4, 0]])
+    out = layer(tokens)
+    table = np.asarray(layer.embedding.embeddings)
+    expected = table[[3, 4, 0]] * np.sqrt(D) + T.positional_encoding(3, D)
+    np.testing.assert_allclose(np.asarray(out)[0], expected, atol=1e-5)
+    np.testing.assert_array_equal(layer.compute_mask(tokens), [[True, True, False]])
+
+
+def test_warmup_schedule_follows_the_paper():
+    schedule = T.WarmupSchedule(512, warmup_steps=4000)
+    rates = [float(schedule(step - 1)) for step in (1, 2000, 4000, 16000)]
+    expected = [
+        512**-0.5 * min(s**-0.5, s * 4000**-1.5) for s in (1, 2000, 4000, 16000)
+    ]
+    np.testing.assert_allclose(rates, expected, rtol=1e-5)
+    assert rates[2] == max(rates)  # peak at the end of the warm-up
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(schedule)
+    )
+    assert restored.get_config() == schedule.get_config()
+
+
+def test_stacks_ignore_padding_and_the_future():
+    source = keras.Input((None,), dtype="int32")
+    target = keras.Input((None,), dtype="int32")
+    context = T.Encoder(2, D, HEADS, DFF, VOCAB, dropout=0.0)(source)
+    hidden = T.Decoder(2, D, HEADS, DFF, VOCAB, dropout=0.0)(target, context)
+    model = keras.Model([source, target], keras.layers.Dense(VOCAB)(hidden))
+    src = np.array([[5, 6, 7, 0, 0]])
+    tgt = np.array([[1, 8, 9, 4]])
+    base = np.asarray(model([src, tgt]))
+    other_pad = np.asarray(model([np.array([[5, 6, 7, 0, 0, 0, 0]]), tgt]))
+    np.testing.assert_allclose(base, other_pad, atol=1e-5)  # padding is ignored
+    future = np.asarray(model([src, np.array([[1, 8, 3, 2]])]))
+    np.testing.assert_allclose(base[0, :2], future[0, :2], atol=1e-5)  # causal
+    assert not np.allclose(base[0, 2:], future[0, 2:])
