@@ -55,7 +55,7 @@ def _solution_lines(course):
                     in_block = True
                 elif "### END SOLUTION" in line:
                     in_block = False
-                elif len(line.strip()) > 12:
+                elif len(line.strip()) > 24:  # shorter lines are generic Python
                     (inside if in_block else outside).add(line.strip())
         lines |= inside - outside
     return lines
