@@ -135,3 +135,59 @@ def test_stacks_ignore_padding_and_the_future():
     future = np.asarray(model([src, np.array([[1, 8, 3, 2]])]))
     np.testing.assert_allclose(base[0, :2], future[0, :2], atol=1e-5)  # causal
     assert not np.allclose(base[0, 2:], future[0, 2:])
+
+
+def _copy_task(n=2000, length=6, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, length + 1, n)
+    source = np.zeros((n, length), "int32")
+    for row, k in enumerate(lengths):
+        source[row, :k] = rng.integers(4, VOCAB, k)
+    target = np.zeros((n, length + 2), "int32")
+    target[:, 0] = 1  # start
+    for row, k in enumerate(lengths):
+        target[row, 1 : k + 1] = source[row, :k][::-1]  # reversed copy
+        target[row, k + 1] = 2  # end
+    return source, target[:, :-1], target[:, 1:]
+
+
+def test_masked_loss_and_accuracy_ignore_padding():
+    logits = np.zeros((1, 3, 5), "float32")
+    logits[0, 0, 2] = logits[0, 1, 3] = 10.0
+    y = np.array([[2, 3, 0]])
+    assert float(T.masked_accuracy(y, logits)) == 1.0
+    assert float(T.masked_loss()(y, logits)) < 1e-3
+    smoothed = float(T.masked_loss(label_smoothing=0.1)(y, logits))
+    assert smoothed > 0.1  # smoothing penalises certainty
+
+
+def test_transformer_learns_saves_loads_and_decodes(tmp_path):
+    keras.utils.set_random_seed(0)
+    source, decoder_in, decoder_out = _copy_task()
+    model = T.Transformer(2, 32, 4, 64, VOCAB, VOCAB, dropout=0.0)
+    model.compile(
+        keras.optimizers.Adam(2e-3),
+        loss=T.masked_loss(),
+        metrics=[T.masked_accuracy],
+    )
+    history = model.fit(
+        (source, decoder_in), decoder_out, epochs=6, batch_size=64, verbose=0
+    )
+    assert history.history["masked_accuracy"][-1] > 0.9
+    decoded = T.greedy_decode(model, source[:20], 1, 2, max_length=8)
+    right = np.mean(
+        [
+            list(decoded[r][: list(decoded[r]).index(2) if 2 in decoded[r] else None])
+            == list(decoder_out[r][: list(decoder_out[r]).index(2)])
+            for r in range(20)
+        ]
+    )
+    assert right > 0.8
+    path = tmp_path / "transformer.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(
+        model((source[:4], decoder_in[:4])),
+        restored((source[:4], decoder_in[:4])),
+        atol=1e-5,
+    )

@@ -7,6 +7,7 @@ these layers equal to keras-hub's `SinePositionEncoding`, `TransformerEncoder`
 and `TransformerDecoder` with the same weights.
 """
 
+import contextlib
 import math
 
 import keras
@@ -22,8 +23,13 @@ __all__ = [
     "Encoder",
     "EncoderLayer",
     "FeedForward",
+    "MaskedLoss",
     "PositionalEmbedding",
+    "Transformer",
     "WarmupSchedule",
+    "greedy_decode",
+    "masked_accuracy",
+    "masked_loss",
     "positional_encoding",
 ]
 
@@ -315,3 +321,120 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps}
+
+
+@keras.saving.register_keras_serializable(package="attention_kit")
+class Transformer(keras.Model):
+    """Encoder, decoder and a final projection to the target vocabulary.
+
+    Called on `(source_ids, target_input_ids)`, it returns logits
+    `(B, T, target_vocab)`. Id 0 is padding on both sides.
+    """
+
+    def __init__(
+        self,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        input_vocab,
+        target_vocab,
+        dropout=0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.settings = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            dff=dff,
+            input_vocab=input_vocab,
+            target_vocab=target_vocab,
+            dropout=dropout,
+        )
+        self.encoder = Encoder(
+            num_layers, d_model, num_heads, dff, input_vocab, dropout
+        )
+        self.decoder = Decoder(
+            num_layers, d_model, num_heads, dff, target_vocab, dropout
+        )
+        self.final = keras.layers.Dense(target_vocab)
+
+    def call(self, inputs, training=None):
+        source, target = inputs
+        context = self.encoder(source, training=training)
+        context_mask = self.encoder.compute_mask(source)
+        x = self.decoder(target, context, context_mask=context_mask, training=training)
+        logits = self.final(x)
+        # The loss masks padding itself: a Keras mask left on the logits would
+        # be applied a second time, as sample weights.
+        with contextlib.suppress(AttributeError):
+            del logits._keras_mask
+        return logits
+
+    def get_config(self):
+        return {**super().get_config(), **self.settings}
+
+
+@keras.saving.register_keras_serializable(package="attention_kit")
+class MaskedLoss(keras.losses.Loss):
+    """Cross-entropy over real target tokens only (id 0 is padding), with
+    optional label smoothing; the mean is over real tokens."""
+
+    def __init__(self, label_smoothing=0.0, name="masked_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, logits):
+        y_true = ops.cast(y_true, "int32")
+        depth = ops.shape(logits)[-1]
+        one_hot = ops.one_hot(y_true, depth)
+        if self.label_smoothing:
+            one_hot = one_hot * (1.0 - self.label_smoothing) + (
+                self.label_smoothing / ops.cast(depth, one_hot.dtype)
+            )
+        per_token = keras.losses.categorical_crossentropy(
+            one_hot, ops.cast(logits, "float32"), from_logits=True
+        )
+        mask = ops.cast(ops.not_equal(y_true, 0), per_token.dtype)
+        return ops.sum(per_token * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def masked_loss(label_smoothing=0.0):
+    """A `MaskedLoss`."""
+    return MaskedLoss(label_smoothing)
+
+
+@keras.saving.register_keras_serializable(package="attention_kit")
+def masked_accuracy(y_true, logits):
+    """Share of real target tokens predicted exactly."""
+    y_true = ops.cast(y_true, "int32")
+    predicted = ops.cast(ops.argmax(logits, axis=-1), "int32")
+    mask = ops.not_equal(y_true, 0)
+    hits = ops.logical_and(ops.equal(predicted, y_true), mask)
+    return ops.sum(ops.cast(hits, "float32")) / ops.maximum(
+        ops.sum(ops.cast(mask, "float32")), 1.0
+    )
+
+
+def greedy_decode(model, source, start_id, end_id, max_length):
+    """Decode a batch token by token; rows stop at `end_id` (then padding).
+
+    Returns an int32 array `(B, <= max_length)` without the start token.
+    """
+    source = np.asarray(source)
+    batch = source.shape[0]
+    output = np.full((batch, 1), start_id, dtype=np.int32)
+    done = np.zeros(batch, dtype=bool)
+    for _ in range(max_length):
+        logits = model((source, output), training=False)
+        following = np.asarray(ops.argmax(logits[:, -1], axis=-1)).astype(np.int32)
+        following = np.where(done, 0, following)
+        output = np.concatenate([output, following[:, None]], axis=1)
+        done |= following == end_id
+        if done.all():
+            break
+    return output[:, 1:]
