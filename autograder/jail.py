@@ -131,7 +131,7 @@ def confine(hide, uid, argv, expose=()):
     for inner in sorted(exposed):
         if _under(inner, private):
             _expose(inner, exposed[inner])
-    shown = [p for p in exposed]
+    shown = list(exposed)
     covered = []
     for path in sorted(set(hide), key=len):  # outer folders first
         if _under(path, private) and not _under(path, shown):

@@ -24,6 +24,7 @@ own scoring (an error means 0) and feedback carry it; a passing verdict adds
 one line to the cell's output.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -51,8 +52,11 @@ TRUSTED_ENV = "KIT_TRUSTED_DIR"
 _PACKAGE = Path(__file__).resolve().parent
 
 
+@functools.cache
 def fingerprint():
-    """A digest of the code that defines verdicts: a new one invalidates caches."""
+    """A digest of the code that defines verdicts: a new one invalidates caches.
+
+    Computed once per process (a grader process grades one submission)."""
     digest = hashlib.sha256()
     for folder in ("judge", "reference", "checks"):
         for path in sorted((_PACKAGE / folder).glob("*.py")):
@@ -70,8 +74,13 @@ def trusted_dir(base=None):
 
 
 def expectations(check_name, which, base=None):
-    """`(cases, expectations, generic hint)`, computed once and cached."""
-    path = trusted_dir(base) / f"{check_name}--{which}.npz"
+    """`(cases, expectations, generic hint)`, computed once and cached (on disk
+    for the batch, in memory for this process)."""
+    return _load(trusted_dir(base) / f"{check_name}--{which}.npz", check_name, which)
+
+
+@functools.cache
+def _load(path, check_name, which):
     if not path.exists():
         from autograder import judge
 

@@ -6,7 +6,6 @@ reason, and submissions that loop, kill their kernel, write to stderr, or
 delete or weaken a test cell.
 """
 
-import os
 import re
 import socket
 import threading
@@ -168,9 +167,8 @@ def leftover_processes():
 def graded(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("grading")
     course = Course(grading_dir=scratch / "grading")
-    old = os.environ.get("KIT_CELL_TIMEOUT")
-    os.environ["KIT_CELL_TIMEOUT"] = CELL_TIMEOUT
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIT_CELL_TIMEOUT", CELL_TIMEOUT)
         paths, expected = {}, {}
         for sample in course.samples(ASSIGNMENT):
             paths[sample.name] = scratch / f"{sample.name}.ipynb"
@@ -188,11 +186,6 @@ def graded(tmp_path_factory):
         results = grade_folder(
             course, ASSIGNMENT, paths, feedback=True, log=lambda _: None
         )
-    finally:
-        if old is None:
-            os.environ.pop("KIT_CELL_TIMEOUT", None)
-        else:
-            os.environ["KIT_CELL_TIMEOUT"] = old
     return course, {r.student: r for r in results}, expected
 
 

@@ -11,7 +11,6 @@ verdict. The verdict table is printed at the end of the test run.
 """
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
@@ -54,17 +53,11 @@ def catalog(tmp_path_factory):
     for sample in samples:
         paths[sample.name] = scratch / f"{sample.name}.ipynb"
         nbformat.write(course.make_submission(ASSIGNMENT, sample), paths[sample.name])
-    old = os.environ.get("KIT_CELL_TIMEOUT")
-    os.environ["KIT_CELL_TIMEOUT"] = "30"
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIT_CELL_TIMEOUT", "30")
         results = grade_folder(
             course, ASSIGNMENT, paths, feedback=True, log=lambda _: None
         )
-    finally:
-        if old is None:
-            os.environ.pop("KIT_CELL_TIMEOUT", None)
-        else:
-            os.environ["KIT_CELL_TIMEOUT"] = old
     results = {r.student: r for r in results}
     graded = {}
     for sample in samples:

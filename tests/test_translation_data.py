@@ -12,14 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import needs_mirror
 
 from autograder.data import translation as T
 
 MIRROR = os.environ.get(T.MIRROR_ENV)
-needs_mirror = pytest.mark.skipif(
-    not (MIRROR and (Path(MIRROR) / "spa-eng.zip").is_file()),
-    reason="no KIT_DATA_MIRROR with the corpora (CI sets it)",
-)
 
 
 @pytest.fixture(autouse=True)

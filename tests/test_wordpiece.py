@@ -1,19 +1,15 @@
 """WordPiece tokenisers: learnt once and cached, reversible, Hangul kept whole."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_mirror
 
 from autograder.data import translation as T
 from autograder.data import wordpiece as W
 
 MIRROR = os.environ.get(T.MIRROR_ENV)
-needs_mirror = pytest.mark.skipif(
-    not (MIRROR and (Path(MIRROR) / "spa-eng.zip").is_file()),
-    reason="no KIT_DATA_MIRROR with the corpora (CI sets it)",
-)
 
 
 @pytest.fixture(autouse=True)

@@ -25,14 +25,13 @@ import functools
 import re
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
     "Case",
     "CheckFailed",
-    "Mistake",
     "Tolerance",
     "check",
     "compare",
@@ -70,19 +69,6 @@ class Tolerance:
 
     def describe(self):
         return f"atol={self.atol:g} + rtol={self.rtol:g} * |expected|"
-
-
-@dataclasses.dataclass(frozen=True)
-class Mistake:
-    """A typical mistake: how it changes the output, and what to tell the student.
-
-    `outputs(case, weights)` returns the outputs the whole computation would
-    give with this one mistake, as a dict like the reference's.
-    """
-
-    name: str
-    hint: str
-    outputs: Callable
 
 
 @dataclasses.dataclass

@@ -13,8 +13,6 @@ Shapes: `B` batch, `T` query positions, `S` key/value positions, `h` heads,
 `d_k`/`d_v` per-head sizes, `d_model` the model's width.
 """
 
-import math
-
 import keras
 from keras import ops
 
@@ -221,8 +219,3 @@ class MultiHeadAttention(keras.layers.Layer):
             "output_dim": self.output_dim,
             "use_bias": self.use_bias,
         }
-
-
-def scale_of(key_dim):
-    """`1 / sqrt(d_k)`: the scale every head's scores get."""
-    return 1.0 / math.sqrt(key_dim)

@@ -139,27 +139,25 @@ def _keys(mask, queries):
     return ops.broadcast_to(mask, shape)
 
 
-class EncoderLayer(keras.layers.Layer):
-    """Self-attention and feed-forward, each with Add & Norm."""
+class _Block(keras.layers.Layer):
+    """What encoder and decoder layers share: sizes, the feed-forward sublayer
+    with its Add & Norm, and the configuration."""
 
     def __init__(self, d_model, num_heads, dff, dropout=0.1, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.d_model, self.num_heads, self.dff = d_model, num_heads, dff
         self.rate, self.epsilon = dropout, epsilon
-        self.self_attention = keras.layers.MultiHeadAttention(
-            num_heads, d_model // num_heads, dropout=dropout
-        )
-        self.attention_norm = AddNorm(dropout, epsilon)
         self.ffn = FeedForward(d_model, dff)
         self.ffn_norm = AddNorm(dropout, epsilon)
         self.supports_masking = True
 
-    def call(self, x, mask=None, training=None):
-        attended = self.self_attention(
-            x, x, attention_mask=_keys(mask, x), training=training
+    def _attention(self):
+        return keras.layers.MultiHeadAttention(
+            self.num_heads, self.d_model // self.num_heads, dropout=self.rate
         )
-        x = self.attention_norm(x, attended, training=training)
-        return self.ffn_norm(x, self.ffn(x), training=training)
+
+    def _norm(self):
+        return AddNorm(self.rate, self.epsilon)
 
     def get_config(self):
         return {
@@ -172,25 +170,31 @@ class EncoderLayer(keras.layers.Layer):
         }
 
 
-class DecoderLayer(keras.layers.Layer):
+class EncoderLayer(_Block):
+    """Self-attention and feed-forward, each with Add & Norm."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.self_attention = self._attention()
+        self.attention_norm = self._norm()
+
+    def call(self, x, mask=None, training=None):
+        attended = self.self_attention(
+            x, x, attention_mask=_keys(mask, x), training=training
+        )
+        x = self.attention_norm(x, attended, training=training)
+        return self.ffn_norm(x, self.ffn(x), training=training)
+
+
+class DecoderLayer(_Block):
     """Masked self-attention, cross-attention over the encoder, feed-forward."""
 
-    def __init__(self, d_model, num_heads, dff, dropout=0.1, epsilon=1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.d_model, self.num_heads, self.dff = d_model, num_heads, dff
-        self.rate, self.epsilon = dropout, epsilon
-        head = d_model // num_heads
-        self.self_attention = keras.layers.MultiHeadAttention(
-            num_heads, head, dropout=dropout
-        )
-        self.self_norm = AddNorm(dropout, epsilon)
-        self.cross_attention = keras.layers.MultiHeadAttention(
-            num_heads, head, dropout=dropout
-        )
-        self.cross_norm = AddNorm(dropout, epsilon)
-        self.ffn = FeedForward(d_model, dff)
-        self.ffn_norm = AddNorm(dropout, epsilon)
-        self.supports_masking = True
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.self_attention = self._attention()
+        self.self_norm = self._norm()
+        self.cross_attention = self._attention()
+        self.cross_norm = self._norm()
 
     def call(
         self,
@@ -220,89 +224,61 @@ class DecoderLayer(keras.layers.Layer):
         x = self.ffn_norm(x, self.ffn(x), training=training)
         return (x, scores) if return_attention_scores else x
 
+
+class _Stack(keras.layers.Layer):
+    """Positional embedding, dropout, then `num_layers` layers of `LAYER`."""
+
+    LAYER = None
+
+    def __init__(
+        self, num_layers, d_model, num_heads, dff, vocab_size, dropout=0.1, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.config = dict(
+            num_layers=num_layers,
+            d_model=d_model,
+            num_heads=num_heads,
+            dff=dff,
+            vocab_size=vocab_size,
+            dropout=dropout,
+        )
+        self.embedding = PositionalEmbedding(vocab_size, d_model)
+        self.dropout = keras.layers.Dropout(dropout)
+        self.layers_ = [
+            self.LAYER(d_model, num_heads, dff, dropout) for _ in range(num_layers)
+        ]
+        self.supports_masking = True
+
+    def _run(self, tokens, training, **context):
+        mask = self.embedding.compute_mask(tokens)
+        x = self.dropout(self.embedding(tokens), training=training)
+        for layer in self.layers_:
+            x = layer(x, mask=mask, training=training, **context)
+        return x
+
+    def compute_mask(self, tokens, previous_mask=None):
+        return self.embedding.compute_mask(tokens)
+
     def get_config(self):
-        return {
-            **super().get_config(),
-            "d_model": self.d_model,
-            "num_heads": self.num_heads,
-            "dff": self.dff,
-            "dropout": self.rate,
-            "epsilon": self.epsilon,
-        }
+        return {**super().get_config(), **self.config}
 
 
-class Encoder(keras.layers.Layer):
+class Encoder(_Stack):
     """Positional embedding, dropout, then `num_layers` encoder layers."""
 
-    def __init__(
-        self, num_layers, d_model, num_heads, dff, vocab_size, dropout=0.1, **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.config = dict(
-            num_layers=num_layers,
-            d_model=d_model,
-            num_heads=num_heads,
-            dff=dff,
-            vocab_size=vocab_size,
-            dropout=dropout,
-        )
-        self.embedding = PositionalEmbedding(vocab_size, d_model)
-        self.dropout = keras.layers.Dropout(dropout)
-        self.layers_ = [
-            EncoderLayer(d_model, num_heads, dff, dropout) for _ in range(num_layers)
-        ]
-        self.supports_masking = True
+    LAYER = EncoderLayer
 
     def call(self, tokens, training=None):
-        mask = self.embedding.compute_mask(tokens)
-        x = self.dropout(self.embedding(tokens), training=training)
-        for layer in self.layers_:
-            x = layer(x, mask=mask, training=training)
-        return x
-
-    def compute_mask(self, tokens, previous_mask=None):
-        return self.embedding.compute_mask(tokens)
-
-    def get_config(self):
-        return {**super().get_config(), **self.config}
+        return self._run(tokens, training)
 
 
-class Decoder(keras.layers.Layer):
+class Decoder(_Stack):
     """Positional embedding, dropout, then `num_layers` decoder layers."""
 
-    def __init__(
-        self, num_layers, d_model, num_heads, dff, vocab_size, dropout=0.1, **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.config = dict(
-            num_layers=num_layers,
-            d_model=d_model,
-            num_heads=num_heads,
-            dff=dff,
-            vocab_size=vocab_size,
-            dropout=dropout,
-        )
-        self.embedding = PositionalEmbedding(vocab_size, d_model)
-        self.dropout = keras.layers.Dropout(dropout)
-        self.layers_ = [
-            DecoderLayer(d_model, num_heads, dff, dropout) for _ in range(num_layers)
-        ]
-        self.supports_masking = True
+    LAYER = DecoderLayer
 
     def call(self, tokens, context, context_mask=None, training=None):
-        mask = self.embedding.compute_mask(tokens)
-        x = self.dropout(self.embedding(tokens), training=training)
-        for layer in self.layers_:
-            x = layer(
-                x, context, mask=mask, context_mask=context_mask, training=training
-            )
-        return x
-
-    def compute_mask(self, tokens, previous_mask=None):
-        return self.embedding.compute_mask(tokens)
-
-    def get_config(self):
-        return {**super().get_config(), **self.config}
+        return self._run(tokens, training, context=context, context_mask=context_mask)
 
 
 @keras.saving.register_keras_serializable(package="attention_kit")
