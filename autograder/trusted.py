@@ -218,7 +218,7 @@ class _Submission:
             for f in findings
         ]
 
-    def borrowing_for(self, index, target):
+    def borrowing_for(self, index, target, policy="attention"):
         """Borrowing in the statements that define `target` and, transitively,
         in those defining the names they use (a helper in another cell counts;
         a scratch cell that nothing uses does not)."""
@@ -239,7 +239,9 @@ class _Submission:
                 if id(node) not in chosen:
                     chosen[id(node)] = (i, node)
                     queue.extend(scan.used_names(node) - seen)
-        found = [(i, f) for i, node in chosen.values() for f in scan.borrowing(node)]
+        found = [
+            (i, f) for i, node in chosen.values() for f in scan.borrowing(node, policy)
+        ]
         found.sort(key=lambda item: (item[0], item[1].line, item[1].reason))
         return [(self.labels[i], f) for i, f in found]
 
@@ -322,8 +324,12 @@ class TrustedExecute(Execute):
         borrowed = [
             (check_name, target, found)
             for check_name, _, target in calls
-            if target and judge.spec(check_name).borrowing
-            for found in [self._submission.borrowing_for(index, target)]
+            if target and scan.policy_of(judge.spec(check_name).borrowing)
+            for found in [
+                self._submission.borrowing_for(
+                    index, target, scan.policy_of(judge.spec(check_name).borrowing)
+                )
+            ]
             if found
         ]
         verdict = None
@@ -332,7 +338,8 @@ class TrustedExecute(Execute):
         elif borrowed:
             check_name, target, found = borrowed[0]
             verdict = _borrowed(
-                f"{check_name}: `{target}` uses a library's attention ({_where(found)})"
+                f"{check_name}: `{target}` uses a library's ready-made answer "
+                f"({_where(found)})"
             )
         if any(o.output_type == "error" for o in cell.outputs):
             # The student's code failed in this cell: 0, and their message stays.
@@ -381,8 +388,9 @@ class TrustedExecute(Execute):
             return None, None
         from autograder import judge
 
-        if judge.spec(check_name).borrowing:
-            message = borrowed_message(check_name, meta.get("sublayers", []))
+        policy = scan.policy_of(judge.spec(check_name).borrowing)
+        if policy:
+            message = borrowed_message(check_name, meta.get("sublayers", []), policy)
             if message:
                 return "BorrowedAnswer", message
         cases, expected, hint = expectations(check_name, which)

@@ -20,19 +20,45 @@ from autograder.checks.seq2seq import (
     check_luong_attention,
     check_masked_softmax,
 )
+from autograder.checks.transformer import (
+    check_add_norm,
+    check_decoder,
+    check_decoder_layer,
+    check_encoder,
+    check_encoder_layer,
+    check_feed_forward,
+    check_greedy_decode,
+    check_masked_loss,
+    check_positional_embedding,
+    check_positional_encoding,
+    check_transformer,
+    check_warmup_schedule,
+)
 
 __all__ = [
     "CheckFailed",
+    "check_add_norm",
     "check_bahdanau_attention",
     "check_bahdanau_decoder_step",
     "check_concat_score",
+    "check_decoder",
+    "check_decoder_layer",
     "check_dot_score",
+    "check_encoder",
+    "check_encoder_layer",
+    "check_feed_forward",
     "check_general_score",
+    "check_greedy_decode",
     "check_luong_attention",
+    "check_masked_loss",
     "check_masked_softmax",
     "check_masks",
     "check_multi_head_attention",
+    "check_positional_embedding",
+    "check_positional_encoding",
     "check_scaled_dot_product_attention",
+    "check_transformer",
+    "check_warmup_schedule",
 ]
 
 # Last, once every module of the checks exists: what later code must not change.

@@ -407,7 +407,7 @@ def decide(
     return total
 
 
-def run_check(check_name, which, probe):
+def run_check(check_name, which, probe, borrowing="attention"):
     """The body of every `check_*`: get the cases, run the student's code, and
     decide here (in a notebook) or record for the grader (while grading)."""
     __tracebackhide__ = True
@@ -424,7 +424,7 @@ def run_check(check_name, which, probe):
             raise failure
         print(f"{check_name}: {len(cases)} cases ran; {sources.RAN_NOTE}")
         return
-    borrowed = borrowed_message(check_name, sublayers)
+    borrowed = borrowed_message(check_name, sublayers, borrowing)
     if borrowed:
         raise CheckFailed(borrowed)
     count = decide(

@@ -21,6 +21,8 @@ __all__ = [
     "call_layer",
     "collect_sublayers",
     "config_round_trip",
+    "inject",
+    "inject_nested",
 ]
 
 # Layers a student may not delegate an attention exercise to: Keras's own
@@ -59,9 +61,13 @@ def _note_sublayers(layer):
                 found.append(name)
 
 
-def borrowed_message(check_name, sublayers):
-    """A message if the layer is built from Keras's or keras-hub's attention."""
-    borrowed = [s for s in sublayers if s.startswith(BORROWED_MODULES)]
+def borrowed_message(check_name, sublayers, policy="attention"):
+    """A message if the layer is built from Keras's or keras-hub's attention
+    (policy "attention"), or from keras-hub's blocks (policy "blocks")."""
+    if not policy:
+        return None
+    modules = BORROWED_MODULES if policy == "attention" else BORROWED_MODULES[1:]
+    borrowed = [s for s in sublayers if s.startswith(modules)]
     if not borrowed:
         return None
     names = ", ".join(f"`{b.rsplit('.', 1)[-1]}` ({b.split('.')[0]})" for b in borrowed)
@@ -69,6 +75,11 @@ def borrowed_message(check_name, sublayers):
         f"{check_name}: your layer contains {names}. This exercise is to write "
         "the attention yourself; a layer that delegates to a library's attention "
         "layer scores no points for it. Build it from weights and keras.ops."
+        if policy == "attention"
+        else f"{check_name}: your layer contains {names}. This exercise is to "
+        "build the block yourself from keras.layers (MultiHeadAttention, Dense, "
+        "LayerNormalization, ...); keras-hub's ready-made blocks score no points "
+        "for it."
     )
 
 
@@ -160,8 +171,68 @@ def _describe_weights(variables):
     return ", ".join(f"`{v.path}` {tuple(v.shape)}" for v in variables)
 
 
+def _sublayer(layer, path):
+    """`layer.blocks[0].self_attention` for the path `"blocks.0.self_attention"`."""
+    found = layer
+    walked = type(layer).__name__
+    for part in path.split("."):
+        if part.isdigit():
+            if not isinstance(found, list | tuple) or int(part) >= len(found):
+                raise CheckFailed(
+                    f"`{walked}` should be a list of at least {int(part) + 1} layers; "
+                    f"it is {type(found).__name__}"
+                    + (f" of {len(found)}" if isinstance(found, list | tuple) else "")
+                    + "."
+                )
+            found = found[int(part)]
+            walked = f"{walked}[{part}]"
+            continue
+        if not hasattr(found, part):
+            raise CheckFailed(
+                f"`{walked}` has no attribute `{part}`. The exercise names the "
+                f"sublayers (the checks give each its weights by that name): "
+                f"create it in `__init__` as `self.{part} = ...`."
+            )
+        found = getattr(found, part)
+        walked = f"{walked}.{part}"
+    return found, walked
+
+
+def inject_nested(layer, specs):
+    """Weights named `"<sublayer path>:<weight>"`, given sublayer by sublayer.
+
+    Each sublayer is matched as `inject` matches a layer (by name, shape or
+    layout); every weight of `layer` must belong to one of those sublayers.
+    """
+    groups = {}
+    for spec in specs:
+        path, name = spec.name.split(":", 1)
+        aliases = (name,) if "/" in name else ()
+        groups.setdefault(path, []).append(
+            WeightSpec(name, spec.value, label=f"{path}:{name}", aliases=aliases)
+        )
+    covered = set()
+    for path, group in groups.items():
+        sublayer, walked = _sublayer(layer, path)
+        if not hasattr(sublayer, "weights"):
+            raise CheckFailed(f"`{walked}` is not a Keras layer.")
+        try:
+            inject(sublayer, group)
+        except CheckFailed as failure:
+            raise CheckFailed(f"In `{walked}`: {failure.message}") from None
+        covered.update(id(v) for v in sublayer.weights)
+    extra = [v for v in layer.weights if id(v) not in covered]
+    if extra:
+        raise CheckFailed(
+            f"Your layer has weights outside the sublayers the exercise names "
+            f"({', '.join(f'`{p}`' for p in groups)}): {_describe_weights(extra)}."
+        )
+
+
 def inject(layer, specs):
     """Give `layer` the values of `specs`; raise CheckFailed if they do not fit."""
+    if any(":" in spec.name for spec in specs):
+        return inject_nested(layer, specs)
     variables = list(layer.weights)
     expected = ", ".join(f"{s.label} {s.shape}" for s in specs) or "none"
     if not specs and variables:
@@ -329,10 +400,8 @@ class LayerProbe:
                 clone_cls = type(layer)
                 clone = clone_cls.from_config(layer.get_config())
             if case.weights:
-                args = list(case.inputs.values())
-                call_layer(
-                    clone, args, case.call_kwargs, self.outputs, "The rebuilt layer"
-                )
+                with student_code("The rebuilt layer when first called (building)"):
+                    self.run(clone, case)
                 inject(clone, self.specs(case))
             for name, value in self.run(clone, case).items():
                 outputs[f"{name} after from_config"] = value

@@ -13,7 +13,11 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["Spec", "names", "register", "spec"]
 
-_MODULES = ("autograder.judge.seq2seq", "autograder.judge.attention")
+_MODULES = (
+    "autograder.judge.seq2seq",
+    "autograder.judge.attention",
+    "autograder.judge.transformer",
+)
 _SPECS = {}
 
 
@@ -30,7 +34,9 @@ class Spec:
         generic_hint: the hint when no mistake matches.
         round_trip: whether the first case also has the outputs of the layer
             rebuilt with `from_config(get_config())`.
-        borrowing: whether delegating to a library's attention is forbidden.
+        borrowing: what counts as a borrowed answer: True (or "attention"),
+            a library's attention; "blocks", keras-hub's Transformer blocks
+            (Assignment 3 builds on Keras's attention); False, nothing.
     """
 
     name: str

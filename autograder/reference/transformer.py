@@ -244,7 +244,7 @@ class _Stack(keras.layers.Layer):
         )
         self.embedding = PositionalEmbedding(vocab_size, d_model)
         self.dropout = keras.layers.Dropout(dropout)
-        self.layers_ = [
+        self.blocks = [
             self.LAYER(d_model, num_heads, dff, dropout) for _ in range(num_layers)
         ]
         self.supports_masking = True
@@ -252,7 +252,7 @@ class _Stack(keras.layers.Layer):
     def _run(self, tokens, training, **context):
         mask = self.embedding.compute_mask(tokens)
         x = self.dropout(self.embedding(tokens), training=training)
-        for layer in self.layers_:
+        for layer in self.blocks:
             x = layer(x, mask=mask, training=training, **context)
         return x
 
