@@ -37,6 +37,7 @@ STUDENT_MODULES = (
     "quiet.py",
     "lesson.py",
     "lesson_attention.py",
+    "lesson_transformer.py",
     "checks/__init__.py",
     "checks/attention.py",
     "checks/core.py",
@@ -45,12 +46,22 @@ STUDENT_MODULES = (
     "checks/seq2seq.py",
     "checks/sources.py",
     "checks/store.py",
+    "checks/transformer.py",
     "checks/verdict.py",
 )
-DATA_FILES = ("__init__.py", "dates.py", "lookup.py", "README.md")
+DATA_FILES = (
+    "__init__.py",
+    "dates.py",
+    "lookup.py",
+    "translation.py",
+    "wordpiece.py",
+    "README.md",
+)
 REQUIRES = (
     "tensorflow==2.21.0",
     "keras==3.15.1",
+    "tensorflow-text==2.21.1",
+    "sacrebleu==2.6.0",
     "numpy==2.4.6",
     "matplotlib==3.11.2",
     "jupyterlab==4.6.6",

@@ -22,6 +22,7 @@ __all__ = [
     "date_results",
     "draw_encoder_decoder",
     "grading",
+    "has_gpu",
     "greedy_decode",
     "plot_accuracy_by_length",
     "plot_attention",
@@ -42,6 +43,13 @@ def show_versions():
         except importlib.metadata.PackageNotFoundError:
             parts.append(f"{name} (not installed)")
     print(" | ".join(parts))
+
+
+def has_gpu():
+    """Whether TensorFlow sees a GPU (then mixed precision pays off)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def grading():

@@ -36,11 +36,14 @@ ALLOWED_IMPORTS = frozenset(
     {
         "abc",
         "collections",
+        "contextlib",
         "dataclasses",
         "enum",
         "functools",
         "itertools",
         "keras",
+        "keras_hub",  # importing is allowed; its layers in an exercise are borrowing
+        "keras_nlp",
         "math",
         "matplotlib",
         "numpy",

@@ -339,7 +339,8 @@ class TrustedExecute(Execute):
             check_name, target, found = borrowed[0]
             verdict = _borrowed(
                 f"{check_name}: `{target}` uses a library's ready-made answer "
-                f"({_where(found)})"
+                f"({_where(found)})",
+                scan.policy_of(judge.spec(check_name).borrowing),
             )
         if any(o.output_type == "error" for o in cell.outputs):
             # The student's code failed in this cell: 0, and their message stays.
@@ -414,9 +415,16 @@ def _integrity(problems):
     )
 
 
-def _borrowed(where):
-    return _error(
-        "BorrowedAnswer",
-        f"{where}. This exercise is to write the attention yourself; an answer "
-        "that delegates to Keras's or keras-hub's attention scores no points for it.",
-    )
+def _borrowed(where, policy="attention"):
+    if policy == "blocks":
+        why = (
+            "This exercise is to build the block yourself from keras.layers "
+            "(MultiHeadAttention, Dense, LayerNormalization, ...); keras-hub's "
+            "ready-made blocks score no points for it."
+        )
+    else:
+        why = (
+            "This exercise is to write the attention yourself; an answer that "
+            "delegates to Keras's or keras-hub's attention scores no points for it."
+        )
+    return _error("BorrowedAnswer", f"{where}. {why}")

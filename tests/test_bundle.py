@@ -47,7 +47,7 @@ def _solution_lines(course):
     lines = set()
     for assignment in course.assignments():
         notebook = build_source(course.sources(assignment)[0])
-        inside, outside = set(), set()
+        inside, outside = set(), []
         for cell in notebook.cells:
             in_block = False
             for line in cell.source.splitlines():
@@ -55,9 +55,16 @@ def _solution_lines(course):
                     in_block = True
                 elif "### END SOLUTION" in line:
                     in_block = False
-                elif len(line.strip()) > 24:  # shorter lines are generic Python
-                    (inside if in_block else outside).add(line.strip())
-        lines |= inside - outside
+                elif in_block and len(line.strip()) > 24:  # shorter: generic Python
+                    inside.add(line.strip())
+                elif not in_block:
+                    outside.append(line)
+        given = "\n".join(outside)  # code and lesson text (which may quote a line)
+        lines |= {
+            line
+            for line in inside
+            if line not in given and not re.fullmatch(r"\w+=\w+,?", line)
+        }  # a lone keyword argument (`return_attention_scores=True,`) is generic
     return lines
 
 

@@ -20,7 +20,11 @@ def sources(course):
 
 
 def test_every_assignment_has_one_source(course):
-    assert course.assignments() == ["01_attention_seq2seq", "02_self_attention"]
+    assert course.assignments() == [
+        "01_attention_seq2seq",
+        "02_self_attention",
+        "03_transformer",
+    ]
     for assignment in course.assignments():
         assert len(course.sources(assignment)) == 1
         assert re.fullmatch(r"\d\d_[a-z0-9_]+", assignment)

@@ -29,6 +29,12 @@ def test_every_dependency_is_pinned():
         assert "==" in spec, spec
 
 
+def test_student_bundle_pins_equal_pyproject():
+    from autograder.bundle import REQUIRES
+
+    assert set(REQUIRES) <= set(pyproject()["project"]["dependencies"])
+
+
 def test_readme_commands_and_ci():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme

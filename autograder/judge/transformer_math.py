@@ -301,7 +301,7 @@ def greedy(script, start_id, end_id, max_length, mistake=None):
             following = np.where(done, 0, following)
         out[:, step] = following
         done |= following == end_id
-        if mistake == "stops_at_first" and done[0]:
+        if done.all() or (mistake == "stops_at_first" and done[0]):
             break
     if mistake == "keeps_start":
         out = np.concatenate([np.full((batch, 1), start_id), out], axis=1)
