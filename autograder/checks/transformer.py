@@ -75,10 +75,25 @@ def check_positional_encoding(positional_encoding, cases="visible"):
 
 
 def _with_mask(layer, case, kwargs):
+    """Outputs and the Keras mask; in a `tf.function` for any length (the
+    length is then a symbolic tensor, as in `fit` on batches of varying
+    length) when the case asks for it."""
     name = type(layer).__name__
-    outputs = call_layer(
-        layer, list(case.inputs.values()), kwargs, ["output"], f"`{name}`"
-    )
+    if case.options.get("functional"):
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32)])
+        def compiled(tokens):
+            return layer(tokens)
+
+        with student_code(
+            f"`{name}` in a tf.function for any length (the length is a tensor)"
+        ):
+            outputs = {"output": compiled(case.inputs["tokens"])}
+    else:
+        outputs = call_layer(
+            layer, list(case.inputs.values()), kwargs, ["output"], f"`{name}`"
+        )
     outputs["mask"] = _mask_of(layer, case.inputs["tokens"], name)
     return outputs
 

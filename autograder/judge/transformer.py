@@ -220,13 +220,14 @@ register(
 # ------------------------------------------------------ positional embedding
 
 
-def _embedding_case(title, vocab, d, lengths, total, salt):
+def _embedding_case(title, vocab, d, lengths, total, salt, functional=False):
     return Case(
         title=title,
         inputs={"tokens": _tokens(lengths, total, vocab, salt)},
         init={"vocab_size": vocab, "d_model": d},
         weights={"embeddings": _array((vocab, d), salt, 0.3)},
         notes=(f"token lengths {list(lengths)}, padded with 0 to {total}",),
+        options={"functional": functional},
     )
 
 
@@ -262,7 +263,14 @@ register(
         ],
         hidden=lambda: [
             _embedding_case(
-                "vocabulary 20, d_model 16, length 12", 20, 16, [12, 7, 1], 12, 510
+                "vocabulary 20, d_model 16, in a tf.function for any length "
+                "(the length is a tensor, as when batches vary in length)",
+                20,
+                16,
+                [12, 7, 1],
+                12,
+                510,
+                functional=True,
             ),
             _embedding_case("a single token", 6, 4, [1], 1, 511),
         ],
