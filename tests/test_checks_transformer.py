@@ -103,6 +103,19 @@ def test_every_mistake_is_caught_and_named(name):
         assert caught, f"{name}: the mistake {mistake!r} passes every case"
 
 
+#: For `verdict_table.py`: (check, right code) and (check, one mistake).
+def catalog():
+    singles = {k: v[0] for k, v in REFERENCE_ANSWERS.items() if len(v) == 1}
+    right = [(getattr(checks, k), v) for k, v in singles.items()]
+    right.append((checks.check_add_norm, HandNorm))
+    wrong = [
+        (checks.check_encoder_layer, PreNormEncoderLayer),
+        (checks.check_decoder_layer, NoCausalDecoderLayer),
+        (checks.check_warmup_schedule, FromZero),
+    ]
+    return right, wrong
+
+
 def masked_loss(labels, logits, label_smoothing=0.0):
     return T.masked_loss(label_smoothing)(labels, logits)
 
@@ -241,13 +254,16 @@ def test_greedy_decode_that_never_stops_is_named():
         checks.check_greedy_decode(endless)
 
 
-def test_schedule_from_step_zero_is_named():
-    class FromZero(T.WarmupSchedule):
-        def __call__(self, step):
-            step = ops.cast(step, "float32")
-            return ops.minimum(
-                ops.rsqrt(step), step * self.warmup_steps**-1.5
-            ) * ops.rsqrt(ops.cast(self.d_model, "float32"))
+class FromZero(T.WarmupSchedule):
+    """Steps counted from 0: one step behind."""
 
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        return ops.minimum(ops.rsqrt(step), step * self.warmup_steps**-1.5) * ops.rsqrt(
+            ops.cast(self.d_model, "float32")
+        )
+
+
+def test_schedule_from_step_zero_is_named():
     with pytest.raises(CheckFailed, match="one step behind"):
         checks.check_warmup_schedule(FromZero)

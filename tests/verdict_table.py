@@ -2,9 +2,12 @@
 
     python tests/verdict_table.py [--tf32]
 
-The catalog is the one of `test_checks_seq2seq.py`: the reference layers,
-right code written differently (einsum, a transposed weight, Dense
-sublayers, float64) and each typical mistake. A verdict is "pass", or the
+The catalog is the one of `test_checks_seq2seq.py` (the reference layers,
+right code written differently: einsum, a transposed weight, Dense
+sublayers, float64; and each typical mistake) and Assignment 3's from
+`test_checks_transformer.py` (the reference Transformer parts, a
+hand-written layer norm, a pre-norm encoder layer, a decoder without its
+causal mask, a schedule one step behind). A verdict is "pass", or the
 failing case and the hint (numbers left out: they differ in the last
 digits between precisions, the verdict must not). `--tf32` rounds the
 float32 inputs of every Keras matmul and einsum to TF32's 10 mantissa
@@ -20,11 +23,17 @@ import sys
 from pathlib import Path
 
 
-def _catalog():
-    path = Path(__file__).with_name("test_checks_seq2seq.py")
-    spec = importlib.util.spec_from_file_location("catalog", path)
+def _load(filename, name):
+    sys.path.insert(0, str(Path(__file__).parent))  # for `conftest`
+    path = Path(__file__).with_name(filename)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _catalog():
+    module = _load("test_checks_seq2seq.py", "catalog")
     entries = [(check, layer) for check, layer in module.ALL]
     entries += [
         (module.checks.check_dot_score, module.EinsumDot),
@@ -33,7 +42,9 @@ def _catalog():
         (module.checks.check_luong_attention, module.Float64Luong),
     ]
     entries += [(check, broken) for check, broken, _ in module.MISTAKES]
-    return module, entries
+    transformer = _load("test_checks_transformer.py", "catalog_transformer")
+    right, wrong = transformer.catalog()
+    return module, entries + right + wrong
 
 
 def _verdict(check, layer, cases):
