@@ -1,0 +1,650 @@
+"""Code the notebook of Assignment 3 shares: data, translation, BLEU, figures.
+
+Kept out of the notebook so that its cells read as the lesson, and tested
+with the package (`tests/test_lesson_transformer.py`). Nothing here is a
+solution to an exercise: the functions that need the student's code (the
+positional encoding, the model, a decoder) take it as an argument.
+
+    >>> data = TranslationData("spa-eng")            # tokenised, split
+    >>> model.fit(data.batches("train"), callbacks=[TimeBudget(1200)])
+    >>> hypotheses = data.translate(model, data.test.sources)
+    >>> bleu(hypotheses, data.test.targets).score
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import warnings
+
+import numpy as np
+
+from autograder.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402  (after the quiet import)
+
+__all__ = [
+    "Split",
+    "TimeBudget",
+    "TranslationData",
+    "bleu",
+    "cross_attention",
+    "decoder_blocks",
+    "plot_cross_attention",
+    "plot_positional_encoding",
+    "plot_relative_positions",
+    "relative_position_fit",
+    "sentence_bleu",
+    "side_by_side",
+    "tidy",
+    "token_batches",
+    "translate",
+]
+
+PAD, UNK, START, END = range(4)  # the reserved ids of `autograder.data.wordpiece`
+
+
+# --------------------------------------------------------------------------
+# Positional encoding
+
+
+def plot_positional_encoding(encoding, dims=(0, 1, 4, 5, 10, 11), positions=None):
+    """Heatmap of a `(length, depth)` positional encoding, and a few dimensions.
+
+    Args:
+        encoding: array `(length, depth)`, one row per position.
+        dims: the dimensions drawn as curves over the positions (those beyond
+            `depth` are skipped).
+        positions: how many positions the curves show (default all).
+
+    Returns:
+        The matplotlib figure (heatmap left, curves right).
+    """
+    import matplotlib.pyplot as plt
+
+    encoding = np.asarray(encoding, dtype=float)
+    length, depth = encoding.shape
+    positions = positions or length
+    fig, axes = plt.subplots(
+        1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.4, 1]}
+    )
+    image = axes[0].imshow(
+        encoding.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower"
+    )
+    axes[0].set_xlabel("position")
+    axes[0].set_ylabel("dimension")
+    axes[0].set_title(f"positional encoding ({length} positions x {depth})")
+    fig.colorbar(image, ax=axes[0], fraction=0.04)
+    for d in (d for d in dims if d < depth):
+        axes[1].plot(np.arange(positions), encoding[:positions, d], label=f"dim {d}")
+    axes[1].set_xlabel("position")
+    axes[1].set_ylabel("value")
+    axes[1].legend(fontsize=7, ncol=2)
+    axes[1].set_title("a few dimensions: lower ones turn faster")
+    fig.tight_layout()
+    return fig
+
+
+def relative_position_fit(encoding, offset):
+    """Fit `PE[p + offset] ~ PE[p] @ M` by least squares over all positions.
+
+    For the sinusoidal encoding the map exists exactly: each (sin, cos) pair
+    turns by a fixed angle, so `M` is block diagonal with 2 x 2 rotations and
+    the error is round-off. The fit only means something with more positions
+    than dimensions (otherwise any encoding fits), so that is required.
+
+    Args:
+        encoding: array `(length, depth)` with `length - offset > depth`.
+        offset: the shift k.
+
+    Returns:
+        `(M, max_error)`: the `(depth, depth)` map and the largest absolute
+        difference between `PE[p] @ M` and `PE[p + offset]`.
+    """
+    encoding = np.asarray(encoding, dtype="float64")
+    length, depth = encoding.shape
+    if not 0 < offset < length - depth:
+        raise ValueError(
+            "Received an invalid value for argument `offset`, expected "
+            f"0 < offset < length - depth = {length - depth} (more positions "
+            f"than dimensions). Received: offset={offset}"
+        )
+    before, after = encoding[:-offset], encoding[offset:]
+    M = np.linalg.lstsq(before, after, rcond=None)[0]
+    return M, float(np.abs(before @ M - after).max())
+
+
+def plot_relative_positions(encoding_fn, length=1024, depth=16, offsets=(1, 4, 16)):
+    """Show that `PE(pos + k)` is a linear function of `PE(pos)`.
+
+    Calls `encoding_fn(length, depth)` (the student's positional encoding),
+    fits the map for each offset k with `relative_position_fit`, draws the
+    fitted matrices (block-diagonal rotations for a correct encoding) and
+    writes each fit's largest error in the panel's title. Keep `depth`
+    small against `length`: over few positions the slowest dimensions barely
+    move, so `M` is not unique there (the error stays tiny, the picture
+    gets noisy).
+
+    Returns:
+        The matplotlib figure; `fig.errors` is `{k: max_error}`.
+    """
+    import matplotlib.pyplot as plt
+
+    encoding = np.asarray(encoding_fn(length, depth), dtype="float64")
+    fig, axes = plt.subplots(1, len(offsets), figsize=(3.6 * len(offsets), 3.6))
+    errors = {}
+    for ax, k in zip(np.atleast_1d(axes), offsets, strict=True):
+        M, errors[k] = relative_position_fit(encoding, k)
+        limit = max(np.abs(M).max(), 1e-9)
+        ax.imshow(M, cmap="RdBu", vmin=-limit, vmax=limit)
+        ax.set_title(f"k = {k}: max error {errors[k]:.1e}", fontsize=9)
+        ax.set_xlabel("dimension of PE(pos + k)")
+        ax.set_ylabel("dimension of PE(pos)")
+    fig.suptitle("least-squares M with PE(pos) @ M = PE(pos + k)", fontsize=10)
+    fig.tight_layout()
+    fig.errors = errors
+    return fig
+
+
+# --------------------------------------------------------------------------
+# Data
+
+
+@dataclasses.dataclass
+class Split:
+    """One part of the corpus, as text and as 0-padded token ids.
+
+    `sources` and `targets` are the sentences; `source_ids` `(N, S)` are
+    `[START] ... [END]`, `decoder_inputs` `(N, T)` are `[START] + ids` and
+    `decoder_targets` `(N, T)` are `ids + [END]`.
+    """
+
+    sources: list
+    targets: list
+    source_ids: np.ndarray
+    decoder_inputs: np.ndarray
+    decoder_targets: np.ndarray
+
+    def __len__(self):
+        return len(self.sources)
+
+
+def _dense(ragged):
+    """Ragged ids to an int32 array padded with 0 to the longest row."""
+    return ragged.to_tensor(default_value=PAD).numpy().astype("int32")
+
+
+class TranslationData:
+    """A corpus split, with WordPiece vocabularies learnt on its training part.
+
+    Loads `load_pairs(corpus)`, splits it with `split_pairs` (seeded,
+    disjoint), learns one vocabulary per language on the training sentences
+    only (cached), and tokenises the three parts. Training pairs whose
+    source or target is longer than `max_length` tokens (with `[START]` and
+    `[END]`) are dropped; validation and test pairs never are.
+
+    Args:
+        corpus: `"spa-eng"` or `"kor-eng"`; the source is the non-English side.
+        source_vocab_size, target_vocab_size: asked-for vocabulary sizes
+            (WordPiece may learn fewer).
+        max_length: longest training sequence kept, in tokens.
+        test, validation: pairs in those parts (see `split_pairs`).
+        seed: seed of the split.
+        limit: read only the first `limit` pairs of the file (for tests; the
+            file is sorted by length, so these are the shortest).
+        mirror: folder holding the archive (default `$KIT_DATA_MIRROR`).
+
+    Attributes:
+        train, validation, test: `Split`s.
+        source_tokenizer, target_tokenizer: `wordpiece.Tokenizer`s.
+    """
+
+    def __init__(
+        self,
+        corpus="spa-eng",
+        source_vocab_size=8000,
+        target_vocab_size=8000,
+        max_length=40,
+        test=2000,
+        validation=2000,
+        seed=0,
+        limit=None,
+        mirror=None,
+    ):
+        from autograder.data import translation, wordpiece
+
+        self.corpus = corpus
+        self.max_length = int(max_length)
+        pairs = translation.load_pairs(corpus, mirror=mirror, limit=limit)
+        train, val, tst = translation.split_pairs(pairs, test, validation, seed)
+        self.source_tokenizer = wordpiece.Tokenizer(
+            wordpiece.build_vocab(train[0], source_vocab_size)
+        )
+        self.target_tokenizer = wordpiece.Tokenizer(
+            wordpiece.build_vocab(train[1], target_vocab_size)
+        )
+        self.train = self._split(*train, drop_long=True)
+        self.validation = self._split(*val)
+        self.test = self._split(*tst)
+
+    def _split(self, sources, targets, drop_long=False):
+        source = self.source_tokenizer.tokenize(sources)
+        target = self.target_tokenizer.tokenize(targets)
+        if drop_long:
+            keep = (source.row_lengths().numpy() <= self.max_length) & (
+                target.row_lengths().numpy() <= self.max_length
+            )
+            if not keep.all():
+                import tensorflow as tf
+
+                source = tf.ragged.boolean_mask(source, keep)
+                target = tf.ragged.boolean_mask(target, keep)
+                sources = [s for s, k in zip(sources, keep, strict=True) if k]
+                targets = [t for t, k in zip(targets, keep, strict=True) if k]
+        return Split(
+            list(sources),
+            list(targets),
+            _dense(source),
+            _dense(target[:, :-1]),
+            _dense(target[:, 1:]),
+        )
+
+    @property
+    def source_vocab_size(self):
+        return self.source_tokenizer.vocab_size
+
+    @property
+    def target_vocab_size(self):
+        return self.target_tokenizer.vocab_size
+
+    def batches(self, split="train", batch_size=64, seed=0, multiple=1):
+        """`token_batches` of one part (`"train"`, `"validation"` or `"test"`)."""
+        part = getattr(self, split)
+        return token_batches(
+            part.source_ids,
+            part.decoder_inputs,
+            part.decoder_targets,
+            batch_size,
+            seed=seed,
+            multiple=multiple,
+        )
+
+    def target_tokens(self, split="train"):
+        """Real (non-padding) target tokens of one part, `[END]` included."""
+        return int((getattr(self, split).decoder_targets != PAD).sum())
+
+    def pieces(self, ids, side="target"):
+        """The WordPiece strings of a row of ids (padding left out)."""
+        tokenizer = self.target_tokenizer if side == "target" else self.source_tokenizer
+        return [tokenizer.vocab[i] for i in np.asarray(ids).tolist() if i != PAD]
+
+    def translate(self, model, sentences, max_length=None, decode=None, batch_size=256):
+        """`translate` with this corpus's tokenizers; `max_length` defaults to
+        the training limit."""
+        return translate(
+            model,
+            sentences,
+            self.source_tokenizer,
+            self.target_tokenizer,
+            max_length=max_length or self.max_length,
+            decode=decode,
+            batch_size=batch_size,
+        )
+
+
+def token_batches(
+    sources, decoder_inputs, decoder_targets, batch_size, seed=0, multiple=1
+):
+    """A `tf.data.Dataset` of teacher-forcing batches padded to their own length.
+
+    As `lesson.bucketed_batches`: every epoch shuffles the pairs, sorts
+    chunks of 16 batches by length and pads each batch only to its longest
+    source and target, then shuffles the order of the batches, so a batch of
+    short sentences costs little. `multiple` rounds the padded lengths up
+    (8 gives few distinct shapes, which `jit_compile=True` needs).
+
+    Returns:
+        A dataset of `((source_ids, decoder_inputs), decoder_targets)` int32
+        batches, with its cardinality (batches per epoch) set.
+    """
+    import tensorflow as tf
+
+    sources, decoder_inputs, decoder_targets = (
+        np.asarray(a, dtype="int32") for a in (sources, decoder_inputs, decoder_targets)
+    )
+    rng = np.random.default_rng(seed)
+    source_lengths = (sources != PAD).sum(axis=1)
+    target_lengths = (decoder_targets != PAD).sum(axis=1)
+    count = len(sources)
+
+    def rounded(n, limit):
+        return int(min(-(-n // multiple) * multiple, limit))
+
+    def batches():
+        order = rng.permutation(count)
+        chunk = batch_size * 16
+        groups = []
+        for begin in range(0, count, chunk):
+            part = order[begin : begin + chunk]
+            key = source_lengths[part] * 1000 + target_lengths[part]
+            part = part[np.argsort(key, kind="stable")]
+            groups += [
+                part[i : i + batch_size] for i in range(0, len(part), batch_size)
+            ]
+        for index in rng.permutation(len(groups)):
+            rows = groups[index]
+            s = rounded(source_lengths[rows].max(), sources.shape[1])
+            t = rounded(target_lengths[rows].max(), decoder_targets.shape[1])
+            yield (
+                (sources[rows, :s], decoder_inputs[rows, :t]),
+                decoder_targets[rows, :t],
+            )
+
+    spec = tf.TensorSpec((None, None), tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        batches, output_signature=((spec, spec), spec)
+    )
+    number = -(-count // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(number)).prefetch(2)
+
+
+# --------------------------------------------------------------------------
+# Translation and BLEU
+
+
+def _greedy_decoder(model):
+    """A batched greedy `decode(model, source, start_id, end_id, max_length)`.
+
+    Calls `model((source_ids, decoder_inputs))` -> logits once per output
+    step, in one `tf.function` (traced again for the first few shapes only).
+    Rows that produced `end_id` get padding afterwards; it stops when all
+    did. Returns int32 `(B, <= max_length)` without the start token.
+    """
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def following(source, known):
+        logits = model((source, known), training=False)
+        return tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
+
+    def decode(model_, source, start_id, end_id, max_length):
+        rows = len(source)
+        tokens = np.full((rows, max_length + 1), PAD, dtype="int32")
+        tokens[:, 0] = start_id
+        finished = np.zeros(rows, dtype=bool)
+        for step in range(max_length):
+            best = following(source, tokens[:, : step + 1]).numpy()
+            tokens[:, step + 1] = np.where(finished, PAD, best)
+            finished |= tokens[:, step + 1] == end_id
+            if finished.all():
+                return tokens[:, 1 : step + 2]
+        return tokens[:, 1:]
+
+    return decode
+
+
+_JOINS = (
+    (re.compile(r"\s+([.,!?;:%)\]}])"), r"\1"),  # no space before closing marks
+    (re.compile(r"([¿¡(\[{$])\s+"), r"\1"),  # nor after opening ones
+    (re.compile(r"\s*'\s*"), "'"),  # i ' m -> i'm
+    (re.compile(r"(\w)\s*-\s*(\w)"), r"\1-\2"),  # well - known -> well-known
+)
+
+
+def tidy(text):
+    """Join the pieces `detokenize` spaces out: `"i ' m here ."` -> `"i'm here."`."""
+    for pattern, replacement in _JOINS:
+        text = pattern.sub(replacement, text)
+    return text.strip()
+
+
+def translate(
+    model,
+    sentences,
+    source_tokenizer,
+    target_tokenizer,
+    max_length=40,
+    decode=None,
+    batch_size=256,
+):
+    """Translate sentences: tokenise, decode greedily, back to tidy text.
+
+    Args:
+        model: called as `model((source_ids, decoder_inputs))` -> logits
+            `(B, T, V)`.
+        sentences: source-language strings.
+        source_tokenizer, target_tokenizer: `wordpiece.Tokenizer`s.
+        max_length: most tokens generated per sentence.
+        decode: `decode(model, source_ids, start_id, end_id, max_length)` ->
+            int ids `(B, <= max_length)` (the student's `greedy_decode`, for
+            example); default a batched greedy decoder. Whatever it puts
+            after a row's first `[END]` is ignored.
+        batch_size: sentences decoded together (sorted by length first, so
+            a batch stops early when all its sentences have ended).
+
+    Returns:
+        A list of strings, lower case (the tokenizers lower-case), one per
+        sentence, in the order given.
+    """
+    sentences = list(sentences)
+    if not sentences:
+        return []
+    decode = decode or _greedy_decoder(model)
+    source = source_tokenizer.tokenize(sentences)
+    lengths = source.row_lengths().numpy()
+    source = _dense(source)
+    order = np.argsort(lengths, kind="stable")
+    results = [None] * len(sentences)
+    for begin in range(0, len(order), batch_size):
+        rows = order[begin : begin + batch_size]
+        ids = source[rows, : lengths[rows].max()]
+        with warnings.catch_warnings():  # the first step attends to one key
+            warnings.filterwarnings("ignore", "You are using a softmax over axis")
+            out = np.asarray(decode(model, ids, START, END, max_length))
+        out = np.where(np.cumsum(out == END, axis=1) > 0, PAD, out)  # cut at [END]
+        texts = target_tokenizer.detokenize(out.astype("int32")).numpy()
+        for row, text in zip(rows, texts, strict=True):
+            results[row] = tidy(text.decode("utf-8"))
+    return results
+
+
+def bleu(hypotheses, references, lowercase=True):
+    """Corpus BLEU with sacrebleu (13a tokenisation, one reference each).
+
+    `lowercase=True` because the tokenizers lower-case: the model cannot
+    get the case right. Returns sacrebleu's `BLEUScore` (`.score` is the
+    number, 0-100; `str()` is its usual one-line report).
+    """
+    import sacrebleu
+
+    return sacrebleu.corpus_bleu(
+        list(hypotheses), [list(references)], lowercase=lowercase
+    )
+
+
+def sentence_bleu(hypothesis, reference, lowercase=True):
+    """sacrebleu's smoothed sentence BLEU (0-100) of one translation."""
+    import sacrebleu
+
+    return sacrebleu.sentence_bleu(hypothesis, [reference], lowercase=lowercase).score
+
+
+def side_by_side(sources, references, hypotheses, n=3):
+    """The `n` best and `n` worst translations by sentence BLEU.
+
+    Returns:
+        `(best, worst)`: lists of dicts with keys `source`, `reference`,
+        `hypothesis` and `bleu`, best first in `best`, worst first in
+        `worst`. Ties keep the corpus order.
+    """
+    rows = [
+        {"source": s, "reference": r, "hypothesis": h, "bleu": sentence_bleu(h, r)}
+        for s, r, h in zip(sources, references, hypotheses, strict=True)
+    ]
+    ranked = sorted(range(len(rows)), key=lambda i: -rows[i]["bleu"])
+    best = [rows[i] for i in ranked[:n]]
+    worst = [rows[i] for i in sorted(range(len(rows)), key=lambda i: rows[i]["bleu"])]
+    return best, worst[:n]
+
+
+# --------------------------------------------------------------------------
+# Cross-attention
+
+
+def decoder_blocks(decoder):
+    """The decoder's list of layers: attribute `blocks`, else `layers_`."""
+    for name in ("blocks", "layers_"):
+        blocks = getattr(decoder, name, None)
+        if blocks:
+            return list(blocks)
+    raise AttributeError(
+        f"{type(decoder).__name__} has no list of decoder layers named `blocks` "
+        "(or `layers_`)."
+    )
+
+
+def cross_attention(
+    model,
+    source_ids,
+    target_ids,
+    encoder="encoder",
+    decoder="decoder",
+    embedding="embedding",
+    dropout="dropout",
+):
+    """Cross-attention weights of the last decoder layer for one sentence.
+
+    Runs `model.encoder` on the source, then the decoder's embedding, its
+    dropout and its layers on `target_ids` (the decoder inputs, starting
+    with `[START]`), calling the last layer with
+    `return_attention_scores=True`. Each decoder layer is called as
+    `layer(x, context, mask=..., context_mask=..., training=False)`.
+
+    Args:
+        model: a Transformer with attributes `encoder` and `decoder` (names
+            overridable); the decoder has `embedding`, `dropout` and a list
+            `blocks` (or `layers_`).
+        source_ids: 1-D ids of one source sentence (padding allowed).
+        target_ids: 1-D decoder input ids.
+
+    Returns:
+        A numpy array `(heads, T, S)`: row t is where target position t
+        looks in the source.
+    """
+    from keras import ops
+
+    enc, dec = getattr(model, encoder), getattr(model, decoder)
+    source = np.asarray(source_ids, dtype="int32")[None]
+    target = np.asarray(target_ids, dtype="int32")[None]
+    context = enc(source, training=False)
+    context_mask = enc.compute_mask(source)
+    embed = getattr(dec, embedding)
+    mask = embed.compute_mask(target)
+    x = getattr(dec, dropout)(embed(target), training=False)
+    *blocks, last = decoder_blocks(dec)
+    arguments = dict(mask=mask, context_mask=context_mask, training=False)
+    for block in blocks:
+        x = block(x, context, **arguments)
+    _, scores = last(x, context, return_attention_scores=True, **arguments)
+    return ops.convert_to_numpy(scores)[0]
+
+
+def plot_cross_attention(scores, source_tokens, target_tokens, columns=4):
+    """Each head's cross-attention for one sentence, as a grid of heatmaps.
+
+    Args:
+        scores: `(heads, T, S)` (from `cross_attention`); padding columns
+            beyond `len(source_tokens)` and rows beyond `len(target_tokens)`
+            are cut off.
+        source_tokens: the S source pieces (columns).
+        target_tokens: the T target pieces (rows): the token each row
+            predicted, or the decoder input at that row.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    scores = np.asarray(scores)
+    heads = scores.shape[0]
+    S, T = len(source_tokens), len(target_tokens)
+    columns = min(columns, heads)
+    rows = -(-heads // columns)
+    cell = max(0.28 * max(S, T), 2.2)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(cell * columns + 1, cell * rows + 0.6), squeeze=False
+    )
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(scores[h, :T, :S], cmap="viridis", vmin=0.0, aspect="auto")
+        ax.set_xticks(range(S), labels=source_tokens, rotation=90, fontsize=7)
+        ax.set_yticks(range(T), labels=target_tokens, fontsize=7)
+        ax.set_title(f"head {h}", fontsize=9)
+    fig.suptitle("cross-attention of the last decoder layer", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------
+# Training within a time budget
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop `model.fit` once `seconds` of training have passed.
+
+    The clock starts when training begins and is read after every batch, so
+    training stops within one batch of the budget (the epoch in progress is
+    cut short). Give `fit` more epochs than the budget allows.
+
+    Args:
+        seconds: the budget.
+        tokens_per_batch: target tokens per batch (a number, e.g. the mean
+            over an epoch, or `fn(batch_index) -> number`); when given,
+            `tokens_per_second` is reported.
+
+    Attributes:
+        seconds_used, batches, epochs (completed or started), tokens,
+        tokens_per_second, stopped (True if the budget ran out), logs (the
+        last batch's logs: the epoch's running mean loss and metrics).
+    """
+
+    def __init__(self, seconds, tokens_per_batch=None):
+        super().__init__()
+        self.budget = float(seconds)
+        self.tokens_per_batch = tokens_per_batch
+        self.seconds_used = 0.0
+        self.batches = self.epochs = 0
+        self.tokens = 0.0
+        self.stopped = False
+        self.logs = {}
+
+    def on_train_begin(self, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs += 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.tokens_per_batch is not None:
+            per = self.tokens_per_batch
+            self.tokens += per(batch) if callable(per) else per
+        self.batches += 1
+        self.logs = dict(logs or {})
+        self.seconds_used = time.perf_counter() - self._started
+        if self.seconds_used >= self.budget:
+            self.stopped = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.seconds_used = time.perf_counter() - self._started
+
+    @property
+    def tokens_per_second(self):
+        if self.tokens_per_batch is None or not self.seconds_used:
+            return None
+        return self.tokens / self.seconds_used
