@@ -231,6 +231,9 @@ class TranslationData:
         self.test = self._split(*tst)
 
     def _split(self, sources, targets, drop_long=False):
+        if not sources:  # e.g. `validation=0`
+            empty = np.zeros((0, 0), dtype="int32")
+            return Split([], [], empty, empty.copy(), empty.copy())
         source = self.source_tokenizer.tokenize(sources)
         target = self.target_tokenizer.tokenize(targets)
         if drop_long:
@@ -365,7 +368,7 @@ def _greedy_decoder(model):
     """
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow
     def following(source, known):
         logits = model((source, known), training=False)
         return tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)

@@ -6,6 +6,11 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 
-for script in ["grading_timing.py", "notebook_timing.py", "mha_speed.py"]:
+for script in [
+    "grading_timing.py",
+    "notebook_timing.py",
+    "mha_speed.py",
+    "transformer_speed.py",
+]:
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True)

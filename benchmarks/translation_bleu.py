@@ -9,6 +9,9 @@ schedule and label smoothing 0.1, `model.fit` on length-bucketed batches of
 64 until the budget (default 1200 s = 20 minutes, the goal for Assignment 3)
 is spent. Then greedy decoding of the 2,000-pair test split and
 case-insensitive corpus BLEU with sacrebleu (13a tokenisation; goal >= 30).
+Measured (2 CPU cores shared with other training runs): 8,027 steps (4.47
+epochs) at 4,031 target tokens/s in 1200 s, BLEU 47.03 on the 2,000 test
+pairs. `--corpus kor-eng` is far smaller (5,749 pairs; 500 for testing).
 
 oneDNN is switched on here (`TF_ENABLE_ONEDNN_OPTS=1` unless set): the kit
 switches it off for grading, where identical numerics matter more than
@@ -116,8 +119,8 @@ def main():
     )
     print(
         f"test: {len(hypotheses):,} pairs decoded greedily in {decoding:.0f} s; "
-        f"BLEU {score.score:.2f} (sacrebleu corpus BLEU, 13a, lower-cased; "
-        f"goal >= 30)"
+        f"BLEU {score.score:.2f} (sacrebleu corpus BLEU, 13a, lower-cased"
+        + ("; goal >= 30)" if args.corpus == "spa-eng" else ")")
     )
     print(f"  {score}")
     best, worst = L.side_by_side(sources, references, hypotheses, n=3)
