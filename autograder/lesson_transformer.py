@@ -358,37 +358,6 @@ def token_batches(
 # Translation and BLEU
 
 
-def _greedy_decoder(model):
-    """A batched greedy `decode(model, source, start_id, end_id, max_length)`.
-
-    Calls `model((source_ids, decoder_inputs))` -> logits once per output
-    step, in one `tf.function` (traced again for the first few shapes only).
-    Rows that produced `end_id` get padding afterwards; it stops when all
-    did. Returns int32 `(B, <= max_length)` without the start token.
-    """
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow
-    def following(source, known):
-        logits = model((source, known), training=False)
-        return tf.argmax(logits[:, -1], axis=-1, output_type=tf.int32)
-
-    def decode(model_, source, start_id, end_id, max_length):
-        rows = len(source)
-        tokens = np.full((rows, max_length + 1), PAD, dtype="int32")
-        tokens[:, 0] = start_id
-        finished = np.zeros(rows, dtype=bool)
-        for step in range(max_length):
-            best = following(source, tokens[:, : step + 1]).numpy()
-            tokens[:, step + 1] = np.where(finished, PAD, best)
-            finished |= tokens[:, step + 1] == end_id
-            if finished.all():
-                return tokens[:, 1 : step + 2]
-        return tokens[:, 1:]
-
-    return decode
-
-
 _JOINS = (
     (re.compile(r"\s+([.,!?;:%)\]}])"), r"\1"),  # no space before closing marks
     (re.compile(r"([¿¡(\[{$])\s+"), r"\1"),  # nor after opening ones
@@ -422,8 +391,8 @@ def translate(
         source_tokenizer, target_tokenizer: `wordpiece.Tokenizer`s.
         max_length: most tokens generated per sentence.
         decode: `decode(model, source_ids, start_id, end_id, max_length)` ->
-            int ids `(B, <= max_length)` (the student's `greedy_decode`, for
-            example); default a batched greedy decoder. Whatever it puts
+            int ids `(B, <= max_length)`: the student's `greedy_decode` (an
+            exercise, so this module has none of its own). Whatever it puts
             after a row's first `[END]` is ignored.
         batch_size: sentences decoded together (sorted by length first, so
             a batch stops early when all its sentences have ended).
@@ -432,10 +401,15 @@ def translate(
         A list of strings, lower case (the tokenizers lower-case), one per
         sentence, in the order given.
     """
+    if decode is None:
+        raise TypeError(
+            "translate() needs decode=: your greedy_decode(model, source, "
+            "start_id, end_id, max_length) (greedy decoding is an exercise, so "
+            "the kit ships no decoder of its own)."
+        )
     sentences = list(sentences)
     if not sentences:
         return []
-    decode = decode or _greedy_decoder(model)
     source = source_tokenizer.tokenize(sentences)
     lengths = source.row_lengths().numpy()
     source = _dense(source)

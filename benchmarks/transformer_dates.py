@@ -30,10 +30,11 @@ def main():
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--no-jit", action="store_true")
     parser.add_argument("--bucketed", action="store_true")
+    parser.add_argument("--train", type=int, default=20000, help="training dates")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     src_vocab, tgt_vocab = dates.CharVocab.for_sources(), dates.CharVocab.for_targets()
-    train, test = dates.load_dates("train", 20000), dates.load_dates("test")
+    train, test = dates.load_dates("train", args.train), dates.load_dates("test")
     x = dates.encode_sources(train.sources, src_vocab)
     decoder_in, decoder_out = dates.encode_targets(train.targets, tgt_vocab)
     model = T.Transformer(

@@ -101,7 +101,12 @@ def main():
     if args.test_limit:
         sources, references = sources[: args.test_limit], references[: args.test_limit]
     started = time.perf_counter()
-    hypotheses = data.translate(model, sources, max_length=args.max_length + 10)
+    hypotheses = data.translate(
+        model,
+        sources,
+        max_length=args.max_length + 10,
+        decode=T.fast_greedy_decoder(model),
+    )
     decoding = time.perf_counter() - started
     score = L.bleu(hypotheses, references)
 

@@ -184,13 +184,16 @@ def test_translation_data_shapes_start_end_and_padding(small_corpus):
 
 
 @needs_mirror
-def test_translate_decodes_with_the_given_or_the_built_in_decoder(small_corpus):
+def test_translate_decodes_with_the_given_decoder(small_corpus):
     data = small_corpus
     model = tiny_transformer(data.source_vocab_size, data.target_vocab_size)
     sentences = data.test.sources[:5]
-    ours = data.translate(model, sentences, max_length=4, batch_size=3)
+    fast = T.fast_greedy_decoder(model)
+    ours = data.translate(model, sentences, max_length=4, decode=fast, batch_size=3)
     theirs = data.translate(model, sentences, max_length=4, decode=T.greedy_decode)
     assert ours == theirs and len(ours) == 5
+    with pytest.raises(TypeError, match="greedy decoding is an exercise"):
+        data.translate(model, sentences, max_length=4)
     assert all(isinstance(text, str) and "[" not in text for text in ours)
     calls = []
 
