@@ -71,7 +71,15 @@ LEARNING_RATE = 5e-3
 TRAIN_DATES = 3000 if QUICK else 20000
 
 
-def bucketed_batches(sources, decoder_inputs, decoder_targets, batch_size, seed=0):
+def bucketed_batches(
+    sources,
+    decoder_inputs,
+    decoder_targets,
+    batch_size,
+    seed=0,
+    multiple=1,
+    by_target=False,
+):
     """A `tf.data.Dataset` of teacher-forcing batches padded to their own length.
 
     Every epoch shuffles the examples, sorts chunks of 16 batches by source
@@ -87,16 +95,28 @@ def bucketed_batches(sources, decoder_inputs, decoder_targets, batch_size, seed=
         decoder_targets: int array `(N, T)`.
         batch_size: examples per batch.
         seed: seed of the shuffling.
+        multiple: round the padded lengths up to a multiple of this (8
+            gives few distinct shapes: each new shape retraces, or with
+            `jit_compile=True` recompiles, the training step).
+        by_target: sort by target length too (source length first).
 
     Returns:
-        A dataset of `((sources, decoder_inputs), decoder_targets)` batches.
+        A dataset of `((sources, decoder_inputs), decoder_targets)` int32
+        batches, with its cardinality (batches per epoch) set.
     """
     import tensorflow as tf
 
+    sources, decoder_inputs, decoder_targets = (
+        np.asarray(a, dtype="int32") for a in (sources, decoder_inputs, decoder_targets)
+    )
     rng = np.random.default_rng(seed)
-    source_lengths = (np.asarray(sources) != 0).sum(axis=1)
-    target_lengths = (np.asarray(decoder_targets) != 0).sum(axis=1)
+    source_lengths = (sources != 0).sum(axis=1)
+    target_lengths = (decoder_targets != 0).sum(axis=1)
+    key = source_lengths * 1000 + target_lengths if by_target else source_lengths
     count = len(source_lengths)
+
+    def rounded(n, limit):
+        return int(min(-(-n // multiple) * multiple, limit))
 
     def batches():
         order = rng.permutation(count)
@@ -104,13 +124,14 @@ def bucketed_batches(sources, decoder_inputs, decoder_targets, batch_size, seed=
         groups = []
         for start in range(0, count, chunk):
             part = order[start : start + chunk]
-            part = part[np.argsort(source_lengths[part], kind="stable")]
+            part = part[np.argsort(key[part], kind="stable")]
             groups += [
                 part[i : i + batch_size] for i in range(0, len(part), batch_size)
             ]
         for index in rng.permutation(len(groups)):
             rows = groups[index]
-            s, t = source_lengths[rows].max(), target_lengths[rows].max()
+            s = rounded(source_lengths[rows].max(), sources.shape[1])
+            t = rounded(target_lengths[rows].max(), decoder_targets.shape[1])
             yield (
                 (sources[rows, :s], decoder_inputs[rows, :t]),
                 decoder_targets[rows, :t],

@@ -301,57 +301,23 @@ class TranslationData:
 def token_batches(
     sources, decoder_inputs, decoder_targets, batch_size, seed=0, multiple=1
 ):
-    """A `tf.data.Dataset` of teacher-forcing batches padded to their own length.
+    """`lesson.bucketed_batches` sorted by source, then target length.
 
-    As `lesson.bucketed_batches`: every epoch shuffles the pairs, sorts
-    chunks of 16 batches by length and pads each batch only to its longest
-    source and target, then shuffles the order of the batches, so a batch of
-    short sentences costs little. `multiple` rounds the padded lengths up
-    (8 gives few distinct shapes, which `jit_compile=True` needs).
-
-    Returns:
-        A dataset of `((source_ids, decoder_inputs), decoder_targets)` int32
-        batches, with its cardinality (batches per epoch) set.
+    Batches padded to their own length; `multiple` rounds the padded lengths
+    up (8 gives few distinct shapes, so the training step is traced, or with
+    `jit_compile=True` compiled, few times).
     """
-    import tensorflow as tf
+    from autograder import lesson
 
-    sources, decoder_inputs, decoder_targets = (
-        np.asarray(a, dtype="int32") for a in (sources, decoder_inputs, decoder_targets)
+    return lesson.bucketed_batches(
+        sources,
+        decoder_inputs,
+        decoder_targets,
+        batch_size,
+        seed=seed,
+        multiple=multiple,
+        by_target=True,
     )
-    rng = np.random.default_rng(seed)
-    source_lengths = (sources != PAD).sum(axis=1)
-    target_lengths = (decoder_targets != PAD).sum(axis=1)
-    count = len(sources)
-
-    def rounded(n, limit):
-        return int(min(-(-n // multiple) * multiple, limit))
-
-    def batches():
-        order = rng.permutation(count)
-        chunk = batch_size * 16
-        groups = []
-        for begin in range(0, count, chunk):
-            part = order[begin : begin + chunk]
-            key = source_lengths[part] * 1000 + target_lengths[part]
-            part = part[np.argsort(key, kind="stable")]
-            groups += [
-                part[i : i + batch_size] for i in range(0, len(part), batch_size)
-            ]
-        for index in rng.permutation(len(groups)):
-            rows = groups[index]
-            s = rounded(source_lengths[rows].max(), sources.shape[1])
-            t = rounded(target_lengths[rows].max(), decoder_targets.shape[1])
-            yield (
-                (sources[rows, :s], decoder_inputs[rows, :t]),
-                decoder_targets[rows, :t],
-            )
-
-    spec = tf.TensorSpec((None, None), tf.int32)
-    dataset = tf.data.Dataset.from_generator(
-        batches, output_signature=((spec, spec), spec)
-    )
-    number = -(-count // batch_size)
-    return dataset.apply(tf.data.experimental.assert_cardinality(number)).prefetch(2)
 
 
 # --------------------------------------------------------------------------

@@ -231,13 +231,18 @@ def _embedding_case(title, vocab, d, lengths, total, salt, functional=False):
     )
 
 
-def _embedding_reference(case):
-    tokens = _tensor(case.inputs["tokens"])
-    with _float64():
-        layer = reference_layer("PositionalEmbedding", case, tokens)
-        output = layer(tokens)
-        mask = layer.compute_mask(tokens)
-    return {"output": _numpy(output), "mask": _numpy(mask)}
+def _masked_reference(cls_name):
+    """The outputs and Keras mask of a reference layer called on token ids."""
+
+    def reference(case):
+        tokens = _tensor(case.inputs["tokens"])
+        with _float64():
+            layer = reference_layer(cls_name, case, tokens)
+            output = layer(tokens)
+            mask = layer.compute_mask(tokens)
+        return {"output": _numpy(output), "mask": _numpy(mask)}
+
+    return reference
 
 
 def _embedding_variant(mistake):
@@ -274,7 +279,7 @@ register(
             ),
             _embedding_case("a single token", 6, 4, [1], 1, 511),
         ],
-        reference=_embedding_reference,
+        reference=_masked_reference("PositionalEmbedding"),
         mistakes=_mistakes(
             [
                 ("no_scale", _SCALE_HINT),
@@ -725,15 +730,6 @@ def _encoder_case(title, layers, lengths, total, salt, heads=HEADS):
     )
 
 
-def _encoder_reference(case):
-    tokens = _tensor(case.inputs["tokens"])
-    with _float64():
-        layer = reference_layer("Encoder", case, tokens)
-        output = layer(tokens)
-        mask = layer.compute_mask(tokens)
-    return {"output": _numpy(output), "mask": _numpy(mask)}
-
-
 def _encoder_variant(mistake):
     def outputs(case):
         out, mask = M.encoder(
@@ -764,7 +760,7 @@ register(
             _encoder_case("1 layer, 4 heads", 1, [4, 4, 1], 4, 650, heads=4),
             _encoder_case("3 layers", 3, [6, 2], 6, 651),
         ],
-        reference=_encoder_reference,
+        reference=_masked_reference("Encoder"),
         mistakes=_mistakes(
             [
                 *_STACK_MISTAKES,
