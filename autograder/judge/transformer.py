@@ -1157,6 +1157,12 @@ register(
 # ----------------------------------------------------------- greedy decoding
 
 
+_NO_STOP = (
+    "Rows go on after their end token: once a row has produced end_id, append "
+    "0 (padding) to it until every row is done."
+)
+
+
 def _greedy_case(title, script, start_id, end_id, max_length, vocab=8):
     script = np.asarray(script, np.int32)
     rows = script.shape[0]
@@ -1249,11 +1255,8 @@ register(
                     "The start token is in your output: return the generated "
                     "tokens only (drop column 0).",
                 ),
-                (
-                    "no_stop",
-                    "Rows go on after their end token: once a row has produced "
-                    "end_id, append 0 (padding) to it until every row is done.",
-                ),
+                ("no_stop", _NO_STOP),
+                ("never_stops", _NO_STOP),
                 (
                     "stops_at_first",
                     "Decoding stops when the first row ends; the batch stops when "

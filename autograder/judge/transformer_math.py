@@ -288,7 +288,8 @@ def greedy(script, start_id, end_id, max_length, mistake=None):
     without the start token, 0 after each row's end token.
 
     Mistakes: "keeps_start" (the start token is returned too, so
-    `max_length + 1` columns), "no_stop"
+    `max_length + 1` columns), "never_stops" (no padding after a row's end
+    token, and all `max_length` steps always run), "no_stop"
     (rows go on after their end token), "stops_at_first" (every row stops
     when the first row ends).
     """
@@ -297,10 +298,12 @@ def greedy(script, start_id, end_id, max_length, mistake=None):
     done = np.zeros(batch, bool)
     for step in range(max_length):
         following = script[:, step].astype(np.int64)
-        if mistake != "no_stop":
+        if mistake not in ("no_stop", "never_stops"):
             following = np.where(done, 0, following)
         out[:, step] = following
         done |= following == end_id
+        if mistake == "never_stops":
+            continue
         if done.all() or (mistake == "stops_at_first" and done[0]):
             break
     if mistake == "keeps_start":
