@@ -7,7 +7,7 @@ lesson's own cells are all clean.
 
 import pytest
 
-from autograder import scan, trusted
+from autograder import judge, scan, trusted
 from autograder.notebooks import build_source
 from autograder.pipeline import Course, solution_answers
 
@@ -109,6 +109,11 @@ def test_the_solutions_and_samples_are_clean(course):
         facts = trusted.assignment_facts(build_source(source))
         protected = set(facts["protected"])
         answers = solution_answers(build_source(source))
+        policies = {  # what borrowing means in this assignment's checks
+            scan.policy_of(judge.spec(check_name).borrowing)
+            for calls in facts["tests"].values()
+            for check_name, _, _ in calls
+        } - {None}
         for sample in course.samples(assignment):
             if sample.verdicts:  # meant to be caught (a borrowed answer)
                 continue
@@ -119,7 +124,9 @@ def test_the_solutions_and_samples_are_clean(course):
                     continue
                 tree = scan.parse(cell.source)
                 assert tree is not None
-                found = scan.tampering(tree, protected) + scan.borrowing(tree)
+                found = scan.tampering(tree, protected) + [
+                    f for policy in policies for f in scan.borrowing(tree, policy)
+                ]
                 assert found == [], (sample.name, meta["grade_id"], found)
         assert answers
 
