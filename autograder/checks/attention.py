@@ -12,21 +12,13 @@ import textwrap
 import numpy as np
 
 from autograder.checks.core import CheckFailed, check, run_check, student_code
-from autograder.checks.layers import LayerProbe, call_layer
+from autograder.checks.layers import LayerProbe, as_tensor, call_layer
 
 __all__ = [
     "check_masks",
     "check_multi_head_attention",
     "check_scaled_dot_product_attention",
 ]
-
-
-def _tensor(value):
-    import keras
-
-    if value.dtype.kind == "f":
-        value = value.astype(np.float32)
-    return keras.ops.convert_to_tensor(value)
 
 
 def _pair(result, what):
@@ -44,11 +36,11 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention, cases="visi
     __tracebackhide__ = True
 
     def probe(case, index):
-        args = [_tensor(case.inputs[n]) for n in ("q", "k", "v")]
+        args = [as_tensor(case.inputs[n]) for n in ("q", "k", "v")]
         with student_code("`scaled_dot_product_attention`"):
             if "mask" in case.inputs:
                 result = scaled_dot_product_attention(
-                    *args, mask=_tensor(case.inputs["mask"])
+                    *args, mask=as_tensor(case.inputs["mask"])
                 )
             else:
                 result = scaled_dot_product_attention(*args)
@@ -75,7 +67,7 @@ def check_masks(padding_mask, causal_mask, combined_mask, cases="visible"):
             if name == "causal_mask":
                 mask = causal_mask(case.call_kwargs["length"])
             else:
-                mask = functions[name](_tensor(case.inputs["token_ids"]))
+                mask = functions[name](as_tensor(case.inputs["token_ids"]))
             mask = keras.ops.convert_to_numpy(mask)
         if mask.dtype != bool:
             raise CheckFailed(
@@ -105,7 +97,7 @@ def _mha_call(layer, case, kwargs):
 
     args = [case.inputs["query"], case.inputs["value"]]
     if "key" in case.inputs:
-        kwargs = {**kwargs, "key": _tensor(case.inputs["key"])}
+        kwargs = {**kwargs, "key": as_tensor(case.inputs["key"])}
     name = f"`{type(layer).__name__}`"
     if case.options.get("keras_mask"):
         q_in = keras.Input(shape=(None, args[0].shape[-1]))
@@ -121,7 +113,7 @@ def _mha_call(layer, case, kwargs):
             output, weights = model([a.astype(np.float32) for a in args])
         return {"output": output, "weights": weights}
     if case.options.get("compile"):
-        tensors = [_tensor(a) for a in args]
+        tensors = [as_tensor(a) for a in args]
 
         @tf.function(jit_compile=True)
         def compiled(query, value):

@@ -16,6 +16,7 @@ __all__ = [
     "BORROWED_MODULES",
     "LayerProbe",
     "WeightSpec",
+    "as_tensor",
     "borrowed_message",
     "build_and_inject",
     "call_layer",
@@ -81,6 +82,15 @@ def borrowed_message(check_name, sublayers, policy="attention"):
         "LayerNormalization, ...); keras-hub's ready-made blocks score no points "
         "for it."
     )
+
+
+def as_tensor(value):
+    """A case's array as the layer gets it: floats as float32, ints as they are."""
+    import keras
+
+    if value.dtype.kind == "f":
+        value = value.astype(np.float32)
+    return keras.ops.convert_to_tensor(value)
 
 
 class WeightSpec:
@@ -297,15 +307,9 @@ def _structure(outputs, names, what):
 
 def call_layer(layer, args, kwargs, names, what="Your layer"):
     """Call the layer on float32 copies of `args`; return named outputs."""
-    import keras
 
     with student_code(f"{what} when called"):
-        converted = [
-            keras.ops.convert_to_tensor(
-                a.astype(np.float32) if a.dtype.kind == "f" else a
-            )
-            for a in args
-        ]
+        converted = [as_tensor(a) for a in args]
         outputs = layer(*converted, **kwargs)
     return _structure(outputs, names, what)
 
@@ -323,12 +327,7 @@ def build_and_inject(cls, init, args, kwargs, specs):
             f"a {type(layer).__mro__[1].__name__} subclass."
         )
     with student_code(f"`{cls.__name__}` when first called (building)"):
-        converted = [
-            keras.ops.convert_to_tensor(
-                a.astype(np.float32) if a.dtype.kind == "f" else a
-            )
-            for a in args
-        ]
+        converted = [as_tensor(a) for a in args]
         layer(*converted, **kwargs)
     _note_sublayers(layer)
     inject(layer, specs)

@@ -11,7 +11,13 @@ attribute names the exercises give (`self_attention`, `ffn`, `blocks`, ...).
 import numpy as np
 
 from autograder.checks.core import CheckFailed, check, run_check, student_code
-from autograder.checks.layers import LayerProbe, call_layer, config_round_trip, inject
+from autograder.checks.layers import (
+    LayerProbe,
+    as_tensor,
+    call_layer,
+    config_round_trip,
+    inject,
+)
 
 __all__ = [
     "ScriptedModel",
@@ -37,17 +43,9 @@ def _run(check_name, cases, probe):
     run_check(check_name, cases, probe, borrowing=BORROWING)
 
 
-def _tensor(value):
-    import keras
-
-    if value.dtype.kind == "f":
-        value = value.astype(np.float32)
-    return keras.ops.convert_to_tensor(value)
-
-
 def _mask_of(layer, tokens, what):
     with student_code(f"`{what}.compute_mask`"):
-        mask = layer.compute_mask(_tensor(tokens))
+        mask = layer.compute_mask(as_tensor(tokens))
     if mask is None:
         raise CheckFailed(
             f"`{what}.compute_mask(tokens)` returned None: the padding mask "
@@ -221,7 +219,7 @@ class _ModelProbe(LayerProbe):
     """A model called on one tuple `(source, target)`."""
 
     def _pair(self, case):
-        return (_tensor(case.inputs["source"]), _tensor(case.inputs["target"]))
+        return (as_tensor(case.inputs["source"]), as_tensor(case.inputs["target"]))
 
     def build(self, cls, case):
         arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
@@ -337,7 +335,10 @@ def check_masked_loss(masked_loss, masked_accuracy, cases="visible"):
     __tracebackhide__ = True
 
     def probe(case, index):
-        labels, logits = _tensor(case.inputs["labels"]), _tensor(case.inputs["logits"])
+        labels, logits = (
+            as_tensor(case.inputs["labels"]),
+            as_tensor(case.inputs["logits"]),
+        )
         smoothing = case.call_kwargs["label_smoothing"]
         with student_code("`masked_loss`"):
             if smoothing:
