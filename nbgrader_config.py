@@ -48,10 +48,24 @@ c.OverwriteCells.add_missing_cells = True
 if os.environ.get("KIT_KERNEL"):
     c.Execute.kernel_name = os.environ["KIT_KERNEL"]
     c.KernelManager.transport = "ipc"
-    # Socket files by absolute path: nbgrader and the kernel run in different
-    # folders. Short, because a Unix socket path has at most 107 characters.
-    IPC = os.path.join("/tmp", f"kit-ipc-{os.getuid()}")
-    os.makedirs(IPC, mode=0o700, exist_ok=True)
+    # Socket files by absolute path (nbgrader and the kernel run in different
+    # folders), in a folder of this grading run's own: graders running at the
+    # same time never see, reuse or take each other's sockets. The grading
+    # unit makes the run folder (`KIT_RUN_DIR`) and removes it afterwards;
+    # an nbgrader started some other way gets a fresh folder of its own.
+    # Short, because a Unix socket path has at most 107 characters.
+    import atexit
+    import tempfile
+
+    RUN = os.environ.get("KIT_RUN_DIR")
+    if RUN:
+        IPC = os.path.join(RUN, "ipc")
+        os.makedirs(IPC, mode=0o700, exist_ok=True)
+    else:
+        from autograder import safefs
+
+        IPC = tempfile.mkdtemp(prefix="kit-ipc-", dir="/tmp")
+        atexit.register(safefs.remove_tree, IPC)
     c.KernelManager.ip = os.path.join(IPC, "kernel")
 
 # Verdicts are decided in nbgrader's process, not in the student's kernel:

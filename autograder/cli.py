@@ -85,12 +85,14 @@ def find_submissions(folder, assignment):
 
 
 def grade_folder(
-    course, assignment, submissions, feedback=True, log=print, regrade=False
+    course, assignment, submissions, feedback=True, log=print, regrade=False, root=None
 ):
     log(f"  ({sandbox.describe()})")
-    results = course.grade_all(assignment, submissions, regrade=regrade, log=log)
+    results = course.grade_all(
+        assignment, submissions, regrade=regrade, log=log, root=root
+    )
     if feedback:
-        course.feedback(assignment)
+        course.feedback(assignment, log=log)
     return results
 
 
@@ -106,7 +108,12 @@ def cmd_grade(args):
         f"into {course.grading_dir}"
     )
     results = grade_folder(
-        course, args.assignment, submissions, not args.no_feedback, regrade=args.regrade
+        course,
+        args.assignment,
+        submissions,
+        not args.no_feedback,
+        regrade=args.regrade,
+        root=args.submissions,
     )
     print()
     print(format_table(results))

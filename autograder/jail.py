@@ -14,10 +14,15 @@ root inside the kernel's own mount namespace (`unshare`, see
    home folder inside that `/tmp`, so nothing one submission writes can be
    seen by another;
 3. puts back, read-only, the `--expose` folders a hidden folder contains
-   (the Python installation when it lives in the grader's hidden home), and,
-   writable, only the submission's own folder (the kernel's working folder,
-   where it writes its records) and the folder of the kernel's Unix sockets;
-4. hands those folders to `--user` (default 65534, "nobody") and drops to
+   (the Python installation when it lives in the grader's hidden home) and
+   the grading run's `cases/` folder (the grader's, where it writes the
+   running test's cases), and, writable, only the folder of the kernel's
+   Unix sockets (the run's own `ipc/`);
+4. gives a grading kernel a working folder of its own: a fresh tmpfs over
+   the run's `work/`, which no grader process ever opens and which vanishes
+   with the kernel (outside a grading run, the folder the kernel was started
+   in is put back as it is);
+5. hands its own folders to `--user` (default 65534, "nobody") and drops to
    that user with no supplementary groups and `no_new_privs`, so the kernel
    can write nowhere else and cannot undo the mounts.
 
@@ -101,6 +106,22 @@ def _under(path, folders):
     return any(path == f or path.startswith(f + "/") for f in folders)
 
 
+def _run_folders(workdir):
+    """The grading run's folders, when the kernel is a submission's grading
+    kernel (`autograder.unit` made `KIT_RUN_DIR` and started it in its
+    `work/`): `(private working folder or None, cases folder or None)`."""
+    run = os.environ.get("KIT_RUN_DIR", "")
+    if not run or not os.path.isdir(run):
+        return None, None
+    run = os.path.realpath(run)
+    work = os.path.join(run, "work")
+    private = workdir if os.path.realpath(workdir) == work else None
+    cases = os.environ.get("KIT_GRADING_CASES", "")
+    if not cases or os.path.realpath(cases) != os.path.join(run, "cases"):
+        cases = None
+    return private, (os.path.join(run, "cases") if cases else None)
+
+
 def confine(hide, uid, argv, expose=()):
     """Set up the view and the user; return the kernel's argv (maybe changed)."""
     workdir = os.getcwd()
@@ -109,10 +130,14 @@ def confine(hide, uid, argv, expose=()):
     if connection is not None:
         with open(connection, encoding="utf-8") as f:
             info = json.load(f)
-    keep = [workdir]
+    private_work, cases = _run_folders(workdir)
+    # Folders put back as they are: the kernel's sockets (its own, writable)
+    # and, outside a grading run, the folder it was started in.
+    keep = [] if private_work else [workdir]
     if info.get("transport") == "ipc":
         keep.append(os.path.dirname(info["ip"]))
     handles = {path: os.open(path, os.O_PATH) for path in keep if os.path.isdir(path)}
+    readonly = {cases: os.open(cases, os.O_PATH)} if cases else {}
     exposed = {
         path: os.open(path, os.O_PATH)
         for path in {os.path.realpath(p) for p in expose}
@@ -151,10 +176,21 @@ def confine(hide, uid, argv, expose=()):
         os.makedirs(path, exist_ok=True)
         _mount(f"/proc/self/fd/{handle}", path, flags=MS_BIND | MS_REC)
         os.close(handle)
+    # The running test's cases: the grader's folder, read-only here.
+    for path, handle in readonly.items():
+        _expose(path, handle)
+        os.close(handle)
     for handle in exposed.values():
         os.close(handle)
     for path in covered:  # the kept folders inside stay writable: own mounts
         _mount(None, path, flags=MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    if private_work:
+        # The kernel's working folder is a fresh tmpfs of its own: nothing it
+        # writes there reaches the grader's disk, and it vanishes with the
+        # kernel. The grader never reads it (records come as cell outputs).
+        os.makedirs(private_work, exist_ok=True)
+        _tmpfs(private_work, mode="700", size="1g")
+        os.chdir(private_work)
 
     home = "/tmp/home"
     cache = os.path.join(home, ".cache", "matplotlib")
@@ -163,19 +199,15 @@ def confine(hide, uid, argv, expose=()):
         with open(os.path.join(cache, name), "wb") as f:
             f.write(data)
     argv = list(argv)
-    owned = [home, *keep[1:]]
+    owned = [home, *keep[0 if private_work else 1 :]]
+    if private_work:
+        owned.append(private_work)
     if index is not None:
         copy = os.path.join("/tmp", "kernel.json")
         with open(copy, "w", encoding="utf-8") as f:
             json.dump(info, f)
         argv[index] = copy
         owned.append(copy)
-    # The working folder becomes the kernel's only when it is a submission's
-    # grading folder (the grader made `.kit` there), never a folder of the
-    # course that a kernel happened to start in.
-    grading = os.environ.get("KIT_GRADING_CASES", "")
-    if grading and os.path.realpath(grading) == os.path.join(workdir, ".kit"):
-        owned.append(workdir)
     for path in owned:
         _chown_tree(path, uid, uid)
     os.environ.update(

@@ -1,10 +1,11 @@
 """The instructor's pipeline: build, release, sample submissions, autograde.
 
 Everything goes through nbgrader's own command line, run from the course
-root (where `nbgrader_config.py` is), one process per step. Autograding runs
-one `nbgrader autograde --student` process per submission with a wall-clock
-limit for the whole notebook, so one looping or crashing submission costs
-its own grade only, and the batch goes on.
+root (where `nbgrader_config.py` is), one process per step. Each submission
+is graded by the grading unit (`autograder.unit`): its own
+`nbgrader autograde --student` process and its own run folder, with a
+wall-clock limit for the whole notebook, so one looping or crashing
+submission costs its own grade only, and the batch goes on.
 """
 
 import contextlib
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import sandbox, trusted
+from autograder import safefs, sandbox, trusted
 from autograder.notebooks import (
     build_source,
     find_sources,
@@ -32,15 +33,24 @@ from autograder.notebooks import (
     write_notebook,
 )
 from autograder.quiet import TF_QUIET_ENV
+from autograder.unit import (
+    NOTEBOOK_TIMEOUT,
+    GradeResult,
+    exercise_of,
+    failure_note,
+    grade_submission,
+    interruption_note,
+)
 
 __all__ = [
+    "NOTEBOOK_TIMEOUT",
     "Course",
     "GradeResult",
     "Sample",
+    "exercise_of",
+    "failure_note",
+    "interruption_note",
 ]
-
-#: The whole notebook's limit (beside nbgrader's per-cell `Execute.timeout`).
-NOTEBOOK_TIMEOUT = 900
 
 
 class PipelineError(RuntimeError):
@@ -71,20 +81,6 @@ class Sample:
     patches: list
     expected: dict  # exercise -> points
     verdicts: dict = dataclasses.field(default_factory=dict)  # exercise -> error name
-
-
-@dataclasses.dataclass
-class GradeResult:
-    student: str
-    scores: dict  # exercise -> points
-    max_scores: dict
-    note: str = ""
-    seconds: float = 0.0
-    digest: str = ""  # sha256 of the submitted file: a rerun skips unchanged ones
-
-    @property
-    def total(self):
-        return sum(self.scores.values())
 
 
 class Course:
@@ -156,7 +152,7 @@ class Course:
             env["KIT_KERNEL"] = sandbox.KERNEL_NAME  # read by nbgrader_config.py
         return env
 
-    def nbgrader(self, *args, timeout=None, log=None):
+    def nbgrader(self, *args, timeout=None, log=None, env=None):
         """Run `nbgrader ARGS` in the course root; return (exit code, output).
 
         nbgrader runs in a session of its own; when the time limit is reached
@@ -168,7 +164,7 @@ class Course:
         process = subprocess.Popen(
             command,
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -183,9 +179,7 @@ class Course:
                 os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
             code = None
-            output += (
-                f"\n[autograder] stopped after {timeout} s (whole-notebook limit)\n"
-            )
+            output += f"\n[autograder] stopped after {timeout} s (hard limit)\n"
         if log is not None:
             Path(log).parent.mkdir(parents=True, exist_ok=True)
             Path(log).write_text(output, encoding="utf-8")
@@ -347,51 +341,34 @@ class Course:
                 )
 
     def submit(self, assignment, student, notebook):
-        """Place a notebook (a path or a NotebookNode) where nbgrader reads it."""
+        """Place a notebook (a NotebookNode) where nbgrader reads it."""
         target = self.grading_dir / "submitted" / student / assignment
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists() or target.is_symlink():
+            parent = safefs.open_dir(target.parent)
+            try:
+                safefs.remove_tree(assignment, dir_fd=parent)
+            finally:
+                os.close(parent)
         target.mkdir(parents=True)
-        destination = target / self.notebook_name(assignment)
-        if isinstance(notebook, str | Path):
-            shutil.copyfile(notebook, destination)
-        else:
-            nbformat.write(notebook, destination)
+        if isinstance(notebook, str | Path):  # a path the instructor gave
+            notebook = nbformat.read(notebook, as_version=4)
+        nbformat.write(notebook, target / self.notebook_name(assignment))
         (target / "timestamp.txt").write_text(
             time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime())
         )
 
-    def autograde(self, assignment, student, timeout=NOTEBOOK_TIMEOUT):
-        """Grade one submitted notebook in its own nbgrader process."""
-        self._forget(assignment, student)  # a failed regrade must not keep old scores
-        started = time.monotonic()
-        code, output = self.nbgrader(
-            "autograde",
-            assignment,
-            "--student",
-            student,
-            "--force",
-            timeout=timeout,
-            log=self.grading_dir / "logs" / f"autograde-{student}.log",
-        )
-        seconds = time.monotonic() - started
-        max_scores = self.exercises(assignment)
-        scores = dict.fromkeys(max_scores, 0.0)
-        note = failure_note(code, output, timeout)
-        if not note:
-            for grade_id, score in self._grades(assignment, student).items():
-                name = exercise_of(grade_id)
-                scores[name] = scores.get(name, 0.0) + (score or 0.0)
-            note = interruption_note(output)
-        return GradeResult(student, scores, max_scores, note, seconds)
+    def grade_one(self, assignment, student, notebook, timeout=NOTEBOOK_TIMEOUT):
+        """Grade one submission with the grading unit (`autograder.unit`)."""
+        return grade_submission(self, assignment, student, notebook, timeout)
 
-    def grade_all(self, assignment, submissions, regrade=False, log=print):
+    def grade_all(self, assignment, submissions, regrade=False, log=print, root=None):
         """Grade `{student: path}`, resuming an interrupted run.
 
         Results are written after every submission. On the next run a
         submission whose file is unchanged keeps its result (unless
         `regrade`); one that cannot be read as a notebook gets 0 and a note,
-        and the others are graded.
+        and the others are graded. Files are read without following links
+        (below `root`, the folder the instructor named, when given).
         """
         self.prepare_grading()
         state = self.grading_dir / f"grades-{assignment}.json"
@@ -399,17 +376,20 @@ class Course:
         done = dict(earlier)
         results = []
         for student, path in submissions.items():
-            digest = file_digest(path) if Path(path).is_file() else ""
+            raw, problem = read_submission(path, root)
+            digest = hashlib.sha256(raw).hexdigest() if raw is not None else ""
             previous = earlier.get(student)
             if previous is not None and digest and previous.digest == digest:
                 log(f"  kept {student}: {previous.total:g} (graded before, unchanged)")
                 results.append(previous)
                 continue
-            notebook, notes, problem = inspect_submission(
-                path, self.released_notebook(assignment)
-            )
+            notes = []
+            if not problem:
+                notebook, notes, problem = inspect_submission(
+                    raw, self.released_notebook(assignment)
+                )
             if problem:
-                self._forget(assignment, student)
+                self.forget(assignment, student)
                 max_scores = self.exercises(assignment)
                 result = GradeResult(
                     student,
@@ -420,8 +400,7 @@ class Course:
                     digest,
                 )
             else:
-                self.submit(assignment, student, notebook)
-                result = self.autograde(assignment, student)
+                result = self.grade_one(assignment, student, notebook)
                 result.digest = digest
                 result.note = "; ".join(filter(None, [*notes, result.note]))
             log(
@@ -434,7 +413,7 @@ class Course:
             write_results(state, list(done.values()))
         return results
 
-    def _gradebook(self):
+    def gradebook(self):
         from nbgrader.api import Gradebook
 
         url = os.environ.get("KIT_GRADEBOOK_URL") or (
@@ -442,17 +421,18 @@ class Course:
         )
         return Gradebook(url)
 
-    def _forget(self, assignment, student):
+    def forget(self, assignment, student):
         from nbgrader.api import MissingEntry
 
-        with self._gradebook() as gradebook, contextlib.suppress(MissingEntry):
+        with self.gradebook() as gradebook, contextlib.suppress(MissingEntry):
             gradebook.remove_submission(assignment, student)
 
-    def _grades(self, assignment, student):
+    def grades(self, assignment, student):
+        """grade_id -> score of a student's submission, from the gradebook."""
         from nbgrader.api import MissingEntry
 
         out = {}
-        with self._gradebook() as gradebook:
+        with self.gradebook() as gradebook:
             try:
                 submission = gradebook.find_submission(assignment, student)
             except MissingEntry:
@@ -462,7 +442,15 @@ class Course:
                     out[grade.name] = grade.score
         return out
 
-    def feedback(self, assignment):
+    def feedback(self, assignment, log=print):
+        """nbgrader's feedback for every graded submission of `assignment`.
+
+        Nothing to do (no submission in the gradebook) is not an error; a
+        failure is reported and leaves the grades as they are."""
+        autograded = self.grading_dir / "autograded"
+        if not any(autograded.glob(f"*/{assignment}/*.ipynb")):
+            log(f"  (no autograded submission of {assignment}: no feedback to write)")
+            return self.grading_dir / "feedback"
         code, output = self.nbgrader(
             "generate_feedback",
             assignment,
@@ -470,16 +458,12 @@ class Course:
             log=self.grading_dir / "logs" / f"feedback-{assignment}.log",
         )
         if code != 0:
-            raise PipelineError(f"generate_feedback failed:\n{output}")
+            last = [line for line in output.splitlines() if line.strip()][-1:] or ["?"]
+            log(
+                f"  generate_feedback failed ({last[0][:160]}); see "
+                f"{self.grading_dir / 'logs' / f'feedback-{assignment}.log'}"
+            )
         return self.grading_dir / "feedback"
-
-
-def exercise_of(grade_id):
-    """`test_dot_score` and `hidden_dot_score` both belong to `dot_score`."""
-    for prefix in ("test_", "hidden_"):
-        if grade_id.startswith(prefix):
-            return grade_id[len(prefix) :]
-    return grade_id
 
 
 _SOLUTION_BLOCK = re.compile(
@@ -536,32 +520,6 @@ def apply_patch(notebook, patch, sample_name):
     raise PipelineError(f"sample {sample_name}: no cell {patch['cell']!r}")
 
 
-def failure_note(code, output, timeout):
-    """A one-line note when nbgrader could not grade a submission."""
-    if code is None:
-        return f"stopped: the notebook ran longer than {timeout} s; graded 0"
-    if "Kernel died" in output or "DeadKernelError" in output:
-        return "the kernel died (crash, os._exit or out of memory); graded 0"
-    if code != 0:
-        last = [line for line in output.splitlines() if line.strip()][-1:] or ["?"]
-        return f"nbgrader failed ({last[0][:160]}); graded 0"
-    return ""
-
-
-def interruption_note(output):
-    """A note when nbgrader interrupted cells that ran past the per-cell limit."""
-    count = output.count("Timeout waiting for execute reply")
-    if not count:
-        return ""
-    limit = re.search(r"Timeout waiting for execute reply \((\d+)s\)", output)
-    seconds = f" {limit.group(1)} s" if limit else ""
-    cells, verb = ("a cell", "was") if count == 1 else (f"{count} cells", "were")
-    return (
-        f"{cells} ran past the{seconds} per-cell limit and {verb} interrupted; "
-        "the rest was graded"
-    )
-
-
 def format_table(results, expected=None):
     """The grade table: submission x exercise, points, total (and expectation)."""
     if not results:
@@ -613,28 +571,54 @@ def write_results(path, results):
 
 #: Largest notebook accepted, after its outputs are removed.
 MAX_SUBMISSION_BYTES = 5_000_000
+#: Largest file read at all (outputs included).
+MAX_FILE_BYTES = 200_000_000
 
 
-def inspect_submission(path, released=None):
+def read_submission(path, root=None):
+    """The bytes of a submitted file, or why it cannot be read: `(bytes or
+    None, problem)`. No link is followed (below `root`, the folder the
+    instructor named, not at any level), no FIFO or device is opened, and
+    nothing over `MAX_FILE_BYTES` is read."""
+    path = Path(path)
+    try:
+        if root is not None:
+            relative = os.path.relpath(path, root)  # by name: nothing resolved
+            return safefs.read_beneath(root, relative, MAX_FILE_BYTES), ""
+        parent = safefs.open_dir(path.parent)
+        try:
+            return safefs.read_regular(path.name, MAX_FILE_BYTES, dir_fd=parent), ""
+        finally:
+            os.close(parent)
+    except safefs.UnsafePath as error:
+        return None, f"cannot read the file ({error.strerror})"
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        return None, f"cannot read the file ({reason})"
+
+
+def inspect_submission(source, released=None):
     """Read a submitted file as a gradable notebook, or say why it is not one.
 
-    Outputs are removed (grading runs every cell again, and a huge output
-    would only slow nbgrader down) and a notebook saved with another kernel
-    is graded with Python 3, with a note. With `released` (the notebook the
-    students received), nbgrader metadata is put back as released: metadata
-    with an unknown or repeated grade_id is removed (the cell is graded as
-    the student's own code), and changed metadata of a known cell is
-    restored, each with a note.
+    `source` is the file's bytes (`read_submission`) or its path. Outputs
+    are removed (grading runs every cell again, and a huge output would only
+    slow nbgrader down) and a notebook saved with another kernel is graded
+    with Python 3, with a note. With `released` (the notebook the students
+    received), nbgrader metadata is put back as released: metadata with an
+    unknown or repeated grade_id is removed (the cell is graded as the
+    student's own code), and changed metadata of a known cell is restored,
+    each with a note.
 
     Returns:
         `(notebook, notes, problem)`: the notebook to grade and notes about
         it, or `None`, `[]` and a one-line reason it cannot be graded.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        return None, [], f"cannot read the file ({error.strerror})"
+    if isinstance(source, bytes | bytearray):
+        raw = bytes(source)
+    else:
+        raw, problem = read_submission(source)
+        if problem:
+            return None, [], problem
     if not raw.strip():
         return None, [], "the file is empty"
     try:
@@ -726,4 +710,7 @@ def restore_metadata(notebook, released):
 
 
 def file_digest(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    raw, problem = read_submission(path)
+    if problem:
+        raise OSError(problem)
+    return hashlib.sha256(raw).hexdigest()

@@ -3,15 +3,19 @@
 nbgrader runs the tests in the same kernel as the student's code, so a
 submission can replace `np.allclose`, the checks, or IPython's traceback
 display and pass. Here the kernel only *records*: during grading each check
-runs the student's code on cases the grader wrote to a file and saves the
-outputs (`autograder.checks.sources`). `TrustedExecute`, which replaces
+runs the student's code on cases the grader wrote, just before the test
+cell, into the run's `cases/` folder (the grader's, read-only to the kernel,
+see `autograder.runs`), and sends the outputs back as one output of the
+cell (`autograder.checks.sources`). `TrustedExecute`, which replaces
 nbgrader's `Execute` preprocessor and runs in the grader's process, then
 decides each graded test cell:
 
-1. the record the cell's check wrote during that cell (records are deleted
-   before each test cell runs) is compared with expected outputs computed
-   by the reference in a process that never ran student code (cached per
-   batch under `$KIT_TRUSTED_DIR`);
+1. the one record the cell's check sent during that cell, carrying the
+   token the grader wrote with this cell's cases (so a record made earlier,
+   or a second record from elsewhere, is refused), is compared with
+   expected outputs computed by the reference in a process that never ran
+   student code (cached per batch under `$KIT_TRUSTED_DIR`), on cases drawn
+   afresh for the grading folder (`case_draw`);
 2. every code cell the student wrote is read, not run (`autograder.scan`):
    tampering before the test, or an answer that delegates to a library's
    attention, fails the test;
@@ -24,18 +28,24 @@ own scoring (an error means 0) and feedback carry it; a passing verdict adds
 one line to the cell's output.
 """
 
+import base64
+import binascii
+import contextlib
+import copy
 import functools
 import hashlib
 import json
 import os
-import shutil
+import secrets
+import time
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
-from autograder import scan
+from autograder import runs, scan
 from autograder.checks import sources, store
 from autograder.checks.core import CheckFailed, decide
 from autograder.checks.layers import borrowed_message
@@ -73,19 +83,54 @@ def trusted_dir(base=None):
     return Path(folder).resolve() / fingerprint()
 
 
-def expectations(check_name, which, base=None):
-    """`(cases, expectations, generic hint)`, computed once and cached (on disk
-    for the batch, in memory for this process)."""
-    return _load(trusted_dir(base) / f"{check_name}--{which}.npz", check_name, which)
+DRAW_ENV = "KIT_CASE_DRAW"
+
+
+def case_draw(base=None):
+    """The draw of this grading folder's cases: visible and hidden tests are
+    graded on cases drawn afresh (the same shapes and kinds as the shipped
+    ones, other values), so an answer that memorises the student bundle's
+    expected outputs earns nothing. `KIT_CASE_DRAW` fixes it (the tests do);
+    otherwise it is drawn once per grading folder and kept in
+    `trusted/draw`, so a regrade sees the same cases."""
+    value = os.environ.get(DRAW_ENV)
+    if value:
+        return int(value)
+    folder = trusted_dir(base).parent
+    path = folder / "draw"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    draw = secrets.randbelow(2**31 - 2) + 1
+    tmp = path.with_name(f"draw.{os.getpid()}")
+    tmp.write_text(f"{draw}\n")
+    try:
+        os.link(tmp, path)  # the first writer wins; the others read its draw
+    except FileExistsError:
+        draw = int(path.read_text().strip())
+    finally:
+        tmp.unlink()
+    return draw
+
+
+def expectations(check_name, which, base=None, draw=None):
+    """`(cases, expectations, generic hint)` of this grading folder's draw,
+    computed once and cached (on disk for the batch, in memory for this
+    process). `draw=0` gives the cases the student bundle ships."""
+    draw = case_draw(base) if draw is None else draw
+    path = trusted_dir(base) / f"draw-{draw}" / f"{check_name}--{which}.npz"
+    return _load(path, check_name, which, draw)
 
 
 @functools.cache
-def _load(path, check_name, which):
+def _load(path, check_name, which, draw):
     if not path.exists():
         from autograder import judge
 
         spec = judge.spec(check_name)
-        cases = spec.cases(which)
+        cases = spec.cases(which, draw=draw)
         path.parent.mkdir(parents=True, exist_ok=True)
         store.save_expectations(
             path, cases, spec.expectations(cases), spec.generic_hint
@@ -162,11 +207,17 @@ def _error(ename, message):
 
 
 _RAN = sources.RAN_NOTE
+#: How much of a student's own error message a hidden test's feedback shows.
+HIDDEN_MESSAGE_CHARS = 160
+#: Largest record accepted (base64 text), per check call.
+MAX_RECORD_CHARS = 64 * 2**20
 
 
-def _kept_streams(outputs):
+def _kept_streams(outputs, hidden=False):
     """The cell's printed lines, without the kernel's own "cases ran" lines
-    (the verdict line replaces them)."""
+    (the verdict line replaces them). What a hidden test's code printed is
+    not shown (it could hold the hidden inputs): a labelled line says how
+    much there was."""
     kept = []
     for output in outputs:
         if output.output_type != "stream":
@@ -175,12 +226,32 @@ def _kept_streams(outputs):
             line for line in output.text.splitlines(keepends=True) if _RAN not in line
         )
         if text:
-            kept.append(NotebookNode(output_type="stream", name=output.name, text=text))
+            # All on stdout: nbgrader zeroes a test cell with any stderr
+            # output, and the verdict here is the grade.
+            kept.append(_stdout(text))
+    if hidden and kept:
+        size = sum(len(o.text) for o in kept)
+        return [
+            _stdout(
+                f"(your code printed {size} characters during this hidden test; "
+                "they are not shown, as they could hold the hidden inputs)\n"
+            )
+        ]
     return kept
 
 
 def _stdout(text):
     return NotebookNode(output_type="stream", name="stdout", text=text)
+
+
+def _shortened(output):
+    """A student's error in a hidden test: its first line, at most
+    `HIDDEN_MESSAGE_CHARS` characters, labelled."""
+    first = (str(output.get("evalue", "")).strip().splitlines() or [""])[0]
+    if len(first) > HIDDEN_MESSAGE_CHARS:
+        first = first[: HIDDEN_MESSAGE_CHARS - 3] + "..."
+    message = f"{first} (shortened: hidden test)" if first else "(hidden test)"
+    return _error(output.get("ename", "Error"), message)
 
 
 class _Submission:
@@ -269,52 +340,236 @@ def _where(findings, limit=4):
     return "; ".join(parts)
 
 
+def _records(outputs):
+    """Split a cell's outputs: `(records by (check, which), other outputs)`.
+
+    A record is the one display output a check sends when it has run the
+    student's code (`sources.RECORD_MIME`); whatever else sent one is
+    counted too, and more than one for a call is an integrity failure."""
+    found, kept = {}, []
+    for output in outputs:
+        data = output.get("data") if isinstance(output.get("data"), dict) else {}
+        if sources.RECORD_MIME not in data:
+            kept.append(output)
+            continue
+        payload = data[sources.RECORD_MIME]
+        key = (
+            (payload.get("check"), payload.get("which"))
+            if isinstance(payload, dict)
+            else (None, None)
+        )
+        found.setdefault(key, []).append(payload)
+    return found, kept
+
+
 class TrustedExecute(Execute):
-    """nbgrader's `Execute`, with every graded test decided in this process."""
+    """nbgrader's `Execute`, with every graded test decided in this process.
+
+    Besides deciding verdicts (see the module's docstring), it keeps every
+    point a submission earned when something goes wrong:
+
+    * the kernel works in the grading run's folder (`autograder.runs`), never
+      in nbgrader's: nothing it writes is in a folder the grader touches;
+    * a kernel that dies (a native crash, `os._exit`, out of memory) or stops
+      answering costs the cell it was running: the kernel is restarted, the
+      cells before it (answers and lesson, not tests, not the crashing
+      cell) run again, and the rest of the notebook is graded;
+    * the whole notebook has a time budget (`KIT_NOTEBOOK_TIMEOUT`); tests
+      it did not reach score 0 with a note, those decided before keep their
+      points;
+    * every verdict is written to the run's journal as soon as it is decided,
+      so even if nbgrader itself fails afterwards, the grading unit keeps it.
+    """
+
+    #: Kernel restarts allowed in one notebook.
+    max_restarts = 3
 
     def preprocess(self, nb, resources, km=None):
         meta = resources.get("nbgrader", {})
         self._facts = _facts(meta.get("assignment", ""), meta.get("notebook", ""))
         self._submission = _Submission(nb, self._facts)
-        path = Path(resources.get("metadata", {}).get("path") or ".").resolve()
-        self._kit = path / ".kit"
-        shutil.rmtree(self._kit, ignore_errors=True)
-        (self._kit / "cases").mkdir(parents=True)
-        (self._kit / "records").mkdir()
-        # The kernel may run as an unprivileged user: it writes records here.
-        os.chmod(self._kit, 0o755)
-        os.chmod(self._kit / "cases", 0o755)
-        os.chmod(self._kit / "records", 0o777)
-        for calls in self._facts["tests"].values():
-            for check_name, which, _ in calls:
-                cases, _, _ = expectations(check_name, which)
-                target = sources.cases_path(str(self._kit), check_name, which)
-                store.save_cases(target, cases)
-                os.chmod(target, 0o644)
+        self._draw = case_draw()
+        self._run = runs.RunFolder.from_env()
+        own_run = self._run is None
+        if own_run:  # nbgrader started without the grading unit
+            self._run = runs.RunFolder.create()
+        self._journal = {"tests": {}, "notes": []}
+        self._dead = set()  # cells that killed the kernel: not run again
+        self._restarts = 0
+        self._stopped = ""  # why the rest of the notebook is not run
+        self._budget = float(os.environ.get("KIT_NOTEBOOK_TIMEOUT", "900"))
+        self._deadline = time.monotonic() + self._budget
+        metadata = resources.setdefault("metadata", {})
+        path_before = metadata.get("path")
+        metadata["path"] = str(self._run.work)  # the kernel's working folder
         previous = os.environ.get(sources.GRADING_ENV)
-        os.environ[sources.GRADING_ENV] = str(self._kit)  # the kernel inherits it
+        os.environ[sources.GRADING_ENV] = str(self._run.cases)  # the kernel inherits it
         try:
             return super().preprocess(nb, resources, km=km)
         finally:
+            self._run.clear_cases()
+            self._save_journal()
+            metadata["path"] = path_before
             if previous is None:
                 os.environ.pop(sources.GRADING_ENV, None)
             else:
                 os.environ[sources.GRADING_ENV] = previous
+            if own_run:
+                self._run.remove()
+
+    # ------------------------------------------------------------ time
+
+    def _remaining(self):
+        return self._deadline - time.monotonic()
+
+    def _get_timeout(self, cell):
+        timeout = super()._get_timeout(cell)
+        remaining = max(1, int(self._remaining()))
+        return remaining if timeout is None else min(timeout, remaining)
+
+    # ------------------------------------------------------------ cells
 
     def preprocess_cell(self, cell, resources, index):
-        if not self._submission.is_test(cell):
-            return super().preprocess_cell(cell, resources, index)
-        records = self._kit / "records"
-        for old in records.iterdir():  # only this cell's own records count
-            old.unlink()
-        cell, resources = super().preprocess_cell(cell, resources, index)
-        self._decide(cell, index)
+        if cell.cell_type != "code":
+            return cell, resources
+        test = self._submission.is_test(cell)
+        if not self._stopped and self._remaining() < 1:
+            self._stopped = (
+                f"the notebook ran past its time limit of {self._budget:g} s"
+            )
+            self._note(f"{self._stopped}; the tests after that point were not run")
+        if self._stopped:
+            cell.outputs = []
+            if test:
+                self._set_verdict(
+                    cell,
+                    [_error("NotGraded", f"Not run: {self._stopped}. 0 points.")],
+                )
+            return cell, resources
+        nonce = secrets.token_hex(16) if test else ""
+        if test:
+            self._write_cases(cell, nonce)
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except (DeadKernelError, CellTimeoutError) as error:
+            cell = self._kernel_lost(cell, index, error)
+        finally:
+            if test:
+                self._run.clear_cases()
+        records, cell.outputs = _records(cell.outputs)
+        if test:
+            self._decide(cell, index, records, nonce)
         return cell, resources
 
-    def _decide(self, cell, index):
+    def _write_cases(self, cell, nonce):
+        """The cases of this test cell's checks, in the run's `cases/`, until
+        the cell ends (the kernel sees a hidden case only while its test
+        runs)."""
+        mode, gid = self._run.case_mode()
+        calls = self._facts["tests"][cell.metadata["nbgrader"]["grade_id"]]
+        for check_name, which, _ in calls:
+            cases, _, _ = expectations(check_name, which, draw=self._draw)
+            target = sources.cases_path(str(self._run.cases), check_name, which)
+            store.save_cases(target, cases, nonce=nonce, mode=mode)
+            if gid is not None:
+                os.chown(target, 0, gid)
+
+    # ------------------------------------------------------------ the kernel
+
+    def _kernel_lost(self, cell, index, error):
+        """The kernel died or stopped answering while `cell` ran."""
+        test = self._submission.is_test(cell)
+        what = (
+            "stopped answering (it ran past the time limit and did not stop "
+            "when interrupted)"
+            if isinstance(error, CellTimeoutError)
+            else "died (a crash, `os._exit` or running out of memory)"
+        )
+        if not test:
+            self._dead.add(index)
+        label = _label(cell, index)
+        message = f"The kernel {what} while {label} ran."
+        self._note(f"the kernel {what.split(' (')[0]} in {label}")
+        cell.outputs.append(_error("KernelDied", message))
+        self._restart(index)
+        return cell
+
+    def _restart(self, upto):
+        """A new kernel, with every cell before `upto` run again (answers and
+        lesson cells; not the tests, not cells that killed the kernel)."""
+        while not self._stopped:
+            if self._restarts >= self.max_restarts:
+                self._stopped = (
+                    f"the kernel died {self._restarts + 1} times, "
+                    "so the rest of the notebook was not run"
+                )
+                self._note(self._stopped)
+                return
+            self._restarts += 1
+            with contextlib.suppress(Exception):
+                self._cleanup_kernel()
+            self.km = self.create_kernel_manager()
+            self.start_new_kernel()
+            self.start_new_kernel_client()
+            if self._replay(upto):
+                self._note(
+                    "the kernel was restarted and the cells before it run again; "
+                    "the tests after it were graded"
+                )
+                return
+
+    def _replay(self, upto):
+        """Run the cells before `upto` again, keeping their recorded outputs.
+        Return False when the kernel died again (the culprit is marked)."""
+        for index, cell in enumerate(self.nb.cells[:upto]):
+            if (
+                cell.cell_type != "code"
+                or index in self._dead
+                or self._submission.is_test(cell)
+                or not cell.source.strip()
+            ):
+                continue
+            if self._remaining() < 1:
+                return True  # the next cell notices the time limit
+            original = self.nb.cells[index]
+            try:
+                self.execute_cell(copy.deepcopy(cell), index, store_history=False)
+            except (DeadKernelError, CellTimeoutError):
+                self._dead.add(index)
+                self._note(f"the kernel died again in {_label(cell, index)}")
+                return False
+            finally:
+                self.nb.cells[index] = original
+        return True
+
+    # ------------------------------------------------------------ journal
+
+    def _note(self, text):
+        if text not in self._journal["notes"]:
+            self._journal["notes"].append(text)
+        self._save_journal()
+
+    def _save_journal(self):
+        self._run.write_journal(self._journal)
+
+    def _set_verdict(self, cell, outputs):
+        cell.outputs = outputs
+        errors = [o for o in outputs if o.output_type == "error"]
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        self._journal["tests"][grade_id] = {
+            "passed": not errors,
+            "ename": errors[-1].ename if errors else "",
+            "message": errors[-1].evalue if errors else "",
+        }
+        self._save_journal()
+
+    # ------------------------------------------------------------ verdicts
+
+    def _decide(self, cell, index, records, nonce):
         from autograder import judge
 
         calls = self._facts["tests"][cell.metadata["nbgrader"]["grade_id"]]
+        hidden = any(which == "hidden" for _, which, _ in calls)
         integrity = []
         if any(o.output_type == "execute_result" for o in cell.outputs):
             integrity.append("the test cell produced a value, which checks never do")
@@ -342,44 +597,77 @@ class TrustedExecute(Execute):
                 f"({_where(found)})",
                 scan.policy_of(judge.spec(check_name).borrowing),
             )
-        if any(o.output_type == "error" for o in cell.outputs):
-            # The student's code failed in this cell: 0, and their message stays.
-            if verdict is not None:
-                cell.outputs.append(verdict)
+        kept = _kept_streams(cell.outputs, hidden)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        if errors:
+            # The student's code failed in this cell (or the kernel died): 0,
+            # and their message stays (shortened in a hidden test).
+            if hidden:
+                errors = [
+                    e if e.ename == "KernelDied" else _shortened(e) for e in errors
+                ]
+            self._set_verdict(cell, [*kept, *errors, *([verdict] if verdict else [])])
             return
         problem, passed = None, []
         if verdict is None:
             for check_name, which, _ in calls:
-                kind, message = self._check(check_name, which, integrity)
+                kind, message = self._check(
+                    check_name, which, integrity, records, nonce
+                )
                 if kind == "passed":
                     passed.append(message)
                 elif kind and problem is None:
                     problem = _error(kind, message)
             verdict = _integrity(integrity) if integrity else problem
-        kept = _kept_streams(cell.outputs)
         if verdict is not None:
-            cell.outputs = [*kept, verdict]
+            self._set_verdict(cell, [*kept, verdict])
         else:
-            cell.outputs = [*kept, _stdout("".join(passed))]
+            self._set_verdict(cell, [*kept, _stdout("".join(passed))])
 
-    def _check(self, check_name, which, integrity):
-        """`(kind, message)` for one check call; integrity problems are appended
-        to `integrity` (and give `(None, None)`)."""
-        path = sources.record_path(str(self._kit), check_name, which)
-        if not os.path.exists(path):
+    def _record(self, check_name, which, integrity, records, nonce):
+        """The one record of this call: `(observations, meta)`, or None with
+        the problem appended to `integrity`."""
+        sent = records.get((check_name, which), [])
+        if not sent:
             integrity.append(
                 f"{check_name} recorded no results during this cell (was the "
                 "check replaced, or its output hidden?)"
             )
-            return None, None
+            return None
+        if len(sent) > 1:
+            integrity.append(
+                f"{check_name}: {len(sent)} records arrived for one check call "
+                "(something besides the check sent one)"
+            )
+            return None
+        text = sent[0].get("npz") if isinstance(sent[0], dict) else None
+        if not isinstance(text, str) or len(text) > MAX_RECORD_CHARS:
+            integrity.append(f"{check_name}: the record is not one")
+            return None
         try:
-            observations, meta = store.load_record(path)
-        except ValueError as error:
+            observations, meta = store.load_record(
+                base64.b64decode(text, validate=True)
+            )
+        except (ValueError, binascii.Error) as error:
             integrity.append(f"{check_name}: {error}")
-            return None, None
+            return None
         if meta.get("check") != check_name or meta.get("which") != which:
             integrity.append(f"{check_name}: the record is for another check")
+            return None
+        if meta.get("nonce") != nonce:
+            integrity.append(
+                f"{check_name}: the record was not made on this test's cases"
+            )
+            return None
+        return observations, meta
+
+    def _check(self, check_name, which, integrity, records, nonce):
+        """`(kind, message)` for one check call; integrity problems are appended
+        to `integrity` (and give `(None, None)`)."""
+        record = self._record(check_name, which, integrity, records, nonce)
+        if record is None:
             return None, None
+        observations, meta = record
         if meta.get("failure"):
             integrity.append(f"{check_name} failed but the cell showed no error")
             return None, None
@@ -394,7 +682,7 @@ class TrustedExecute(Execute):
             message = borrowed_message(check_name, meta.get("sublayers", []), policy)
             if message:
                 return "BorrowedAnswer", message
-        cases, expected, hint = expectations(check_name, which)
+        cases, expected, hint = expectations(check_name, which, draw=self._draw)
         try:
             count = decide(check_name, cases, observations, expected, None, hint)
         except CheckFailed as failure:

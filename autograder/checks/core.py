@@ -20,6 +20,7 @@ so the untouched student notebook fails for exactly that reason.
 """
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import re
@@ -35,8 +36,12 @@ __all__ = [
     "Tolerance",
     "check",
     "compare",
+    "current_draw",
     "decide",
+    "drawing",
     "fixed_array",
+    "fixed_generator",
+    "fixed_literal",
     "observe",
     "run_check",
 ]
@@ -100,14 +105,89 @@ class Case:
     options: dict = dataclasses.field(default_factory=dict)
 
 
+_DRAW = contextvars.ContextVar("autograder_case_draw", default=0)
+
+
+@contextlib.contextmanager
+def drawing(draw):
+    """Build the cases of another draw: the same kinds, other values.
+
+    Inside `with drawing(draw):` every `fixed_array`, `fixed_generator` and
+    `fixed_literal` gives the values of that draw. Draw 0 (also the value
+    outside any `drawing`) gives the cases the student bundle ships; any other
+    draw gives a fresh set, the same on every machine for the same `draw`,
+    so a submission that memorised the shipped outputs earns nothing from
+    them while grading.
+
+    Args:
+        draw: a non-negative integer.
+    """
+    if isinstance(draw, bool) or not isinstance(draw, int | np.integer) or draw < 0:
+        raise ValueError(
+            "Received an invalid value for argument `draw`, expected a "
+            f"non-negative integer. Received: draw={draw!r}"
+        )
+    token = _DRAW.set(int(draw))
+    try:
+        yield
+    finally:
+        _DRAW.reset(token)
+
+
+def current_draw():
+    """The draw the cases are being built for (0 outside any `drawing`)."""
+    return _DRAW.get()
+
+
+def fixed_generator(seed):
+    """A NumPy generator for a case builder's integers and choices.
+
+    `seed` (a non-negative integer) names the builder's stream; at draw 0 the
+    generator is `PCG64(seed)`, at any other draw `PCG64([seed, draw])`.
+    """
+    draw = _DRAW.get()
+    return np.random.Generator(np.random.PCG64(seed if draw == 0 else [seed, draw]))
+
+
 def fixed_array(shape, salt, scale=1.0, dtype="float64"):
     """Deterministic O(1) test values, the same on every machine and release.
 
     Expected outputs are always computed live from the reference, so nothing
     depends on these exact numbers; fixing them only makes messages repeatable.
+    Under `drawing(draw)` the values are those of that draw.
     """
-    rng = np.random.Generator(np.random.PCG64(1_000_003 * (salt + 1)))
+    rng = fixed_generator(1_000_003 * (salt + 1))
     return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def fixed_literal(today, sample, seed):
+    """A case's literal (a size, a token id, a script): `today` at draw 0.
+
+    At any other draw, `sample(generator)` (a value of the same kind) drawn
+    again until it differs from `today`, so that no case of a fresh draw has
+    the inputs, and so the outputs, of the shipped one.
+
+    Args:
+        today: the value of draw 0.
+        sample: `numpy.random.Generator -> value`.
+        seed: names the stream, as in `fixed_generator`.
+    """
+    if _DRAW.get() == 0:
+        return today
+    rng = fixed_generator(seed)
+    for _ in range(1000):
+        value = sample(rng)
+        if not _same(value, today):
+            return value
+    raise RuntimeError(f"no value other than {today!r} in 1000 draws")
+
+
+def _same(a, b):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and np.array_equal(a, b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def describe_array(name, value):
@@ -419,7 +499,9 @@ def run_check(check_name, which, probe, borrowing="attention"):
     with collect_sublayers() as sublayers:
         observations, failure = observe(check_name, cases, probe)
     if source.grading:
-        source.record(check_name, which, observations, failure, sublayers)
+        source.record(
+            check_name, which, observations, failure, {"sublayers": sublayers}
+        )
         if failure is not None:
             raise failure
         print(f"{check_name}: {len(cases)} cases ran; {sources.RAN_NOTE}")

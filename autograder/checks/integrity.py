@@ -32,8 +32,11 @@ _MODULES = (
     "autograder.checks.store",
     "autograder.checks.sources",
     "autograder.checks.verdict",
+    "autograder.checks.watch",
     "autograder.checks.seq2seq",
     "autograder.checks.attention",
+    "autograder.checks.transformer",
+    "keras.src.ops.nn",
 )
 # ipykernel itself swaps these for every cell it runs.
 _KERNEL_MANAGED = frozenset({"builtins.input", "builtins.getpass"})
@@ -49,6 +52,10 @@ def _classes():
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "layers"):
         found += [keras.layers.Layer, keras.Model, keras.Variable]
+        # the attention layers `checks.watch` wrapped
+        for name in ("MultiHeadAttention", "Attention", "AdditiveAttention"):
+            if isinstance(getattr(keras.layers, name, None), type):
+                found.append(getattr(keras.layers, name))
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         found.append(numpy.ndarray)
@@ -84,6 +91,7 @@ def take_snapshot():
         _CLASS_SNAPSHOT[cls] = dict(vars(cls).items())
     shell = _shell()
     _SYS["shell_overrides"] = set(vars(shell)) if shell is not None else set()
+    _SYS["meta_path"] = list(sys.meta_path)
 
 
 def changed():
@@ -110,6 +118,13 @@ def changed():
         for attr in ("showtraceback", "_showtraceback", "showsyntaxerror", "run_cell"):
             if attr in vars(shell) and attr not in _SYS.get("shell_overrides", ()):
                 found.append(f"get_ipython().{attr}")
+    hooks = [
+        h
+        for h in _SYS.get("meta_path", ())
+        if type(h).__module__.startswith("autograder.")
+    ]
+    if any(not any(h is m for m in sys.meta_path) for h in hooks):
+        found.append("sys.meta_path")
     if builtins.__dict__ is not vars(builtins):  # pragma: no cover - paranoia
         found.append("builtins")
     return sorted(set(found))

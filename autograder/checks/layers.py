@@ -27,9 +27,12 @@ __all__ = [
 ]
 
 # Layers a student may not delegate an attention exercise to: Keras's own
-# attention layers and every keras-hub / keras-nlp layer.
+# attention layers (and its fused attention op) and every keras-hub /
+# keras-nlp / tf-keras layer. The "blocks" policy (Assignment 3) allows
+# Keras's attention and refuses the rest.
 BORROWED_MODULES = (
     "keras.src.layers.attention.",
+    "keras.ops.dot_product_attention",
     "keras_hub.",
     "keras_nlp.",
     "tf_keras.",
@@ -39,46 +42,86 @@ _SUBLAYERS = []
 
 @contextlib.contextmanager
 def collect_sublayers():
-    """Collect the classes of the layers inside every layer built meanwhile."""
+    """Collect the borrowed classes of every layer built meanwhile and of the
+    layers it holds (tracked or not), with their base classes, and the
+    borrowed layers and ops called meanwhile (`watch.collect`)."""
+    from autograder.checks import watch
+
     found = []
     _SUBLAYERS.append(found)
     try:
-        yield found
+        with watch.collect() as called:
+            yield found
     finally:
         _SUBLAYERS.remove(found)
+    for name in called:
+        if name not in found:
+            found.append(name)
+
+
+def _held_layers(layer, depth=0, seen=None):
+    """The layer, its tracked sublayers, and Keras layers kept in its
+    attributes where Keras's tracking does not see them (lists, tuples and
+    dicts included, a few levels deep)."""
+    import keras
+
+    seen = set() if seen is None else seen
+    if id(layer) in seen or depth > 4:
+        return
+    seen.add(id(layer))
+    yield layer
+    try:
+        inner = list(layer._flatten_layers(include_self=False, recursive=True))
+    except Exception:  # not a Keras 3 layer
+        inner = []
+    try:
+        attributes = list(vars(layer).values())
+    except TypeError:
+        attributes = []
+    stack = [(value, 0) for value in attributes]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, keras.layers.Layer):
+            inner.append(value)
+        elif level < 3 and isinstance(value, list | tuple | set | frozenset):
+            stack.extend((v, level + 1) for v in value)
+        elif level < 3 and isinstance(value, dict):
+            stack.extend((v, level + 1) for v in value.values())
+    for sub in inner:
+        yield from _held_layers(sub, depth + 1, seen)
 
 
 def _note_sublayers(layer):
     if not _SUBLAYERS:
         return
-    try:
-        inner = list(layer._flatten_layers(include_self=False, recursive=True))
-    except Exception:  # not a Keras 3 layer: nothing to list
-        inner = []
-    for sub in inner:
-        name = f"{type(sub).__module__}.{type(sub).__qualname__}"
-        for found in _SUBLAYERS:
-            if name not in found:
-                found.append(name)
+    from autograder.checks import watch
+
+    for held in _held_layers(layer):
+        for name in watch.borrowed_classes(type(held)):
+            for found in _SUBLAYERS:
+                if name not in found:
+                    found.append(name)
 
 
 def borrowed_message(check_name, sublayers, policy="attention"):
-    """A message if the layer is built from Keras's or keras-hub's attention
-    (policy "attention"), or from keras-hub's blocks (policy "blocks")."""
+    """A message if the layer is built from, or called, Keras's or keras-hub's
+    attention (policy "attention"), or keras-hub's blocks (policy "blocks")."""
     if not policy:
         return None
-    modules = BORROWED_MODULES if policy == "attention" else BORROWED_MODULES[1:]
+    modules = BORROWED_MODULES if policy == "attention" else BORROWED_MODULES[2:]
     borrowed = [s for s in sublayers if s.startswith(modules)]
     if not borrowed:
         return None
-    names = ", ".join(f"`{b.rsplit('.', 1)[-1]}` ({b.split('.')[0]})" for b in borrowed)
+    names = ", ".join(
+        f"`{b.rsplit('.', 1)[-1]}` ({b.split('.')[0]})" for b in dict.fromkeys(borrowed)
+    )
     return (
-        f"{check_name}: your layer contains {names}. This exercise is to write "
-        "the attention yourself; a layer that delegates to a library's attention "
-        "layer scores no points for it. Build it from weights and keras.ops."
+        f"{check_name}: your layer contains or calls {names}. This exercise is to "
+        "write the attention yourself; a layer that delegates to a library's "
+        "attention scores no points for it. Build it from weights and keras.ops."
         if policy == "attention"
-        else f"{check_name}: your layer contains {names}. This exercise is to "
-        "build the block yourself from keras.layers (MultiHeadAttention, Dense, "
+        else f"{check_name}: your layer contains or calls {names}. This exercise is "
+        "to build the block yourself from keras.layers (MultiHeadAttention, Dense, "
         "LayerNormalization, ...); keras-hub's ready-made blocks score no points "
         "for it."
     )
@@ -374,6 +417,7 @@ class LayerProbe:
             arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
             with student_code(f"`{cls.__name__}({arguments})`"):
                 layer = cls(**case.init)
+            _note_sublayers(layer)
             return layer
         return build_and_inject(
             cls, case.init, args, case.call_kwargs, self.specs(case)

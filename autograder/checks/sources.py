@@ -1,8 +1,12 @@
 """Where a check gets its cases, and where its verdict is decided.
 
 * While a submission is graded (`KIT_GRADING_CASES` names a folder the grader
-  prepared): cases come from files the grader wrote; the student's outputs
-  are recorded there and the grader decides, in its own process.
+  prepared): cases come from the files the grader writes there just before
+  the test cell runs (the folder is the grader's, read-only to the kernel,
+  and holds only the running test's cases). The student's outputs go back
+  to the grader as one output of the test cell (a display message of type
+  `RECORD_MIME`), which the kernel cannot change once it is sent; the grader
+  decides, in its own process.
 * In the instructor's (or a self-learner's) installation, which has
   `autograder.judge`: cases and expected outputs are computed live.
 * In the student package, which has neither the reference nor the hidden
@@ -10,25 +14,23 @@
   files shipped beside this module (`autograder bundle` writes them).
 """
 
+import base64
 import os
 from pathlib import Path
 
 from autograder.checks import store
 from autograder.checks.core import CheckFailed
 
-__all__ = ["GRADING_ENV", "cases_path", "current", "record_path"]
+__all__ = ["GRADING_ENV", "RECORD_MIME", "cases_path", "current"]
 
 GRADING_ENV = "KIT_GRADING_CASES"
+RECORD_MIME = "application/vnd.kit.record+json"
 RAN_NOTE = "the grader compares the results outside this notebook."
 EXPECTED_DIR = Path(__file__).with_name("expected")
 
 
 def cases_path(folder, check_name, which):
-    return os.path.join(folder, "cases", f"{check_name}--{which}.npz")
-
-
-def record_path(folder, check_name, which):
-    return os.path.join(folder, "records", f"{check_name}--{which}.npz")
+    return os.path.join(folder, f"{check_name}--{which}.npz")
 
 
 def _valid_which(which):
@@ -44,6 +46,7 @@ class GradingSource:
 
     def __init__(self, folder):
         self.folder = folder
+        self.nonces = {}
 
     def cases(self, check_name, which):
         _valid_which(which)
@@ -53,18 +56,34 @@ class GradingSource:
                 f"{check_name}: the grader prepared no cases for this call "
                 f"(cases={which!r}); only the notebook's own test cells are graded."
             )
-        return store.load_cases(path)
+        cases, self.nonces[check_name, which] = store.load_cases(path, with_nonce=True)
+        return cases
 
-    def record(self, check_name, which, observations, failure, sublayers):
+    def record(self, check_name, which, observations, failure, evidence):
+        """Hand the outputs to the grader as this cell's output."""
+        from IPython.display import publish_display_data
+
         from autograder.checks import integrity
 
-        store.save_record(
-            record_path(self.folder, check_name, which),
+        data = store.record_bytes(
             check_name,
             which,
             observations,
             failure,
-            {"sublayers": sublayers, "tampered": integrity.changed()},
+            {
+                **evidence,
+                "tampered": integrity.changed(),
+                "nonce": self.nonces.get((check_name, which), ""),
+            },
+        )
+        publish_display_data(
+            {
+                RECORD_MIME: {
+                    "check": check_name,
+                    "which": which,
+                    "npz": base64.b64encode(data).decode("ascii"),
+                }
+            }
         )
 
 

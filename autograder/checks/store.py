@@ -5,8 +5,9 @@ kernel, and between the instructor's package and the student's:
 
 * cases: inputs, weights and call options (written by the grader, read by
   the kernel);
-* records: the outputs the student's code gave on those cases (written by
-  the kernel, read by the grader);
+* records: the outputs the student's code gave on those cases (made by the
+  kernel's check and handed to the grader as the test cell's output, never
+  as a file the kernel could rewrite later: `autograder.checks.sources`);
 * expectations: the reference outputs and mistake variants of the visible
   cases (shipped in the student package, so a student's notebook can check
   itself without the reference code).
@@ -15,6 +16,7 @@ Only arrays and one JSON string are stored, and files are read with
 `allow_pickle=False`: a file cannot carry code or objects.
 """
 
+import io
 import json
 import os
 import tempfile
@@ -27,23 +29,31 @@ __all__ = [
     "load_cases",
     "load_expectations",
     "load_record",
+    "record_bytes",
     "save_cases",
     "save_expectations",
-    "save_record",
 ]
 
 _META = "__meta__"
 
 
-def _write(path, arrays, meta):
-    """Write atomically: a reader never sees half a file."""
+def _bytes(arrays, meta):
     arrays = dict(arrays)
     arrays[_META] = np.array(json.dumps(meta))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _write(path, arrays, meta, mode=0o600):
+    """Write atomically: a reader never sees half a file."""
+    data = _bytes(arrays, meta)
     folder = os.path.dirname(os.path.abspath(path))
     handle, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
     try:
         with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -51,8 +61,11 @@ def _write(path, arrays, meta):
         raise
 
 
-def _read(path):
-    with np.load(path, allow_pickle=False) as data:
+def _read(source):
+    """Arrays and meta of an `.npz` file (a path, or its bytes)."""
+    if isinstance(source, bytes | bytearray):
+        source = io.BytesIO(source)
+    with np.load(source, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files if k != _META}
         meta = json.loads(str(data[_META]))
     return arrays, meta
@@ -111,16 +124,20 @@ def _case_from(prefix, meta, arrays):
     )
 
 
-def save_cases(path, cases):
+def save_cases(path, cases, nonce="", mode=0o600):
+    """Write the cases of one check call. `nonce`: the grader's token for
+    this test cell, which the record must carry back (`load_record`)."""
     arrays = {}
     for i, case in enumerate(cases):
         arrays.update(_case_arrays(f"c{i}", case))
-    _write(path, arrays, {"cases": [_case_meta(c) for c in cases]})
+    meta = {"cases": [_case_meta(c) for c in cases], "nonce": nonce}
+    _write(path, arrays, meta, mode)
 
 
-def load_cases(path):
+def load_cases(path, with_nonce=False):
     arrays, meta = _read(path)
-    return [_case_from(f"c{i}", m, arrays) for i, m in enumerate(meta["cases"])]
+    cases = [_case_from(f"c{i}", m, arrays) for i, m in enumerate(meta["cases"])]
+    return (cases, str(meta.get("nonce", ""))) if with_nonce else cases
 
 
 def save_expectations(path, cases, expectations, generic_hint):
@@ -164,7 +181,9 @@ def load_expectations(path):
     return cases, expectations, meta["generic_hint"]
 
 
-def save_record(path, check_name, which, observations, failure, extra):
+def record_bytes(check_name, which, observations, failure, extra):
+    """A record (the outputs of the student's code on a check's cases) as the
+    bytes of an `.npz` file."""
     arrays = {}
     for i, observed in enumerate(observations):
         for name, value in observed.items():
@@ -176,20 +195,21 @@ def save_record(path, check_name, which, observations, failure, extra):
         "failure": None if failure is None else str(failure),
         **extra,
     }
-    _write(path, arrays, meta)
+    return _bytes(arrays, meta)
 
 
-def load_record(path):
-    """Return `(observations, meta)`; raise ValueError if the file is not one."""
+def load_record(source):
+    """Return `(observations, meta)` from a record file or its bytes; raise
+    ValueError if it is not one."""
     try:
-        arrays, meta = _read(path)
+        arrays, meta = _read(source)
         observations = [
             {name: arrays[f"o{i}.{name}"] for name in names}
             for i, names in enumerate(meta["outputs"])
         ]
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise ValueError(
-            f"unreadable record {os.path.basename(path)}: {error}"
+            f"unreadable record: {type(error).__name__}: {str(error)[:200]}"
         ) from None
     for observed in observations:
         for value in observed.values():
