@@ -102,6 +102,58 @@ def _read_font_cache():
     return found
 
 
+#: What of the grader's environment a kernel keeps: locale, the Python and
+#: TensorFlow settings, the kernel's own. Everything else (the gradebook's
+#: URL and its password, the grading and course folders, tokens, keys, the
+#: grader's credentials) never reaches student code.
+_ENV_KEPT = frozenset(
+    {
+        "PATH",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "TZ",
+        "SHELL",
+        "PYTHONHASHSEED",
+        "PYTHONWARNINGS",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+        "NBGRADER_EXECUTION",
+        "KIT_GRADING_CASES",
+        "KIT_QUICK",
+        "KIT_DATA_MIRROR",
+        "KIT_DATA_CACHE",
+        "KERAS_BACKEND",
+        "MPLBACKEND",
+        "XLA_FLAGS",
+        "JPY_PARENT_PID",
+        "JPY_SESSION_NAME",
+    }
+)
+_ENV_KEPT_PREFIXES = (
+    "LC_",
+    "TF_",
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "OPENBLAS_",
+    "CUDA_",
+    "NVIDIA_",
+)
+
+
+def _kernel_environment(environ):
+    """The grader's environment, reduced to what a kernel needs."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if key in _ENV_KEPT or key.startswith(_ENV_KEPT_PREFIXES)
+    }
+
+
 def _under(path, folders):
     return any(path == f or path.startswith(f + "/") for f in folders)
 
@@ -210,6 +262,9 @@ def confine(hide, uid, argv, expose=()):
         owned.append(copy)
     for path in owned:
         _chown_tree(path, uid, uid)
+    kept = _kernel_environment(os.environ)
+    os.environ.clear()
+    os.environ.update(kept)
     os.environ.update(
         HOME=home,
         MPLCONFIGDIR=os.path.join(home, ".config", "matplotlib"),

@@ -263,9 +263,13 @@ class _Submission:
         protected = set(facts["protected"])
         self.cells = {}  # index -> (tree or None, tamper findings)
         self.labels = {}  # index -> how the feedback names the cell
+        # Every lesson and student code cell, in order: which names are bound
+        # to library objects (keras, ops, ...) when a test runs.
+        self.ordered = []
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code" or self.is_test(cell):
                 continue
+            self.ordered.append((index, scan.parse(cell.source)))
             if cell.source in lesson:
                 continue
             tree = scan.parse(cell.source)
@@ -310,8 +314,13 @@ class _Submission:
                 if id(node) not in chosen:
                     chosen[id(node)] = (i, node)
                     queue.extend(scan.used_names(node) - seen)
+        libraries = scan.library_names(
+            tree for i, tree in self.ordered if i < index and tree is not None
+        )
         found = [
-            (i, f) for i, node in chosen.values() for f in scan.borrowing(node, policy)
+            (i, f)
+            for i, node in chosen.values()
+            for f in scan.borrowing(node, policy, libraries=libraries)
         ]
         found.sort(key=lambda item: (item[0], item[1].line, item[1].reason))
         return [(self.labels[i], f) for i, f in found]
@@ -360,6 +369,40 @@ def _records(outputs):
         )
         found.setdefault(key, []).append(payload)
     return found, kept
+
+
+def take_record(check_name, which, integrity, records, nonce):
+    """The one record of this call: `(observations, meta)`, or None with
+    the problem appended to `integrity`."""
+    sent = records.get((check_name, which), [])
+    if not sent:
+        integrity.append(
+            f"{check_name} recorded no results during this cell (was the "
+            "check replaced, or its output hidden?)"
+        )
+        return None
+    if len(sent) > 1:
+        integrity.append(
+            f"{check_name}: {len(sent)} records arrived for one check call "
+            "(something besides the check sent one)"
+        )
+        return None
+    text = sent[0].get("npz") if isinstance(sent[0], dict) else None
+    if not isinstance(text, str) or len(text) > MAX_RECORD_CHARS:
+        integrity.append(f"{check_name}: the record is not one")
+        return None
+    try:
+        observations, meta = store.load_record(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error) as error:
+        integrity.append(f"{check_name}: {error}")
+        return None
+    if meta.get("check") != check_name or meta.get("which") != which:
+        integrity.append(f"{check_name}: the record is for another check")
+        return None
+    if meta.get("nonce") != nonce:
+        integrity.append(f"{check_name}: the record was not made on this test's cases")
+        return None
+    return observations, meta
 
 
 class TrustedExecute(Execute):
@@ -624,47 +667,10 @@ class TrustedExecute(Execute):
         else:
             self._set_verdict(cell, [*kept, _stdout("".join(passed))])
 
-    def _record(self, check_name, which, integrity, records, nonce):
-        """The one record of this call: `(observations, meta)`, or None with
-        the problem appended to `integrity`."""
-        sent = records.get((check_name, which), [])
-        if not sent:
-            integrity.append(
-                f"{check_name} recorded no results during this cell (was the "
-                "check replaced, or its output hidden?)"
-            )
-            return None
-        if len(sent) > 1:
-            integrity.append(
-                f"{check_name}: {len(sent)} records arrived for one check call "
-                "(something besides the check sent one)"
-            )
-            return None
-        text = sent[0].get("npz") if isinstance(sent[0], dict) else None
-        if not isinstance(text, str) or len(text) > MAX_RECORD_CHARS:
-            integrity.append(f"{check_name}: the record is not one")
-            return None
-        try:
-            observations, meta = store.load_record(
-                base64.b64decode(text, validate=True)
-            )
-        except (ValueError, binascii.Error) as error:
-            integrity.append(f"{check_name}: {error}")
-            return None
-        if meta.get("check") != check_name or meta.get("which") != which:
-            integrity.append(f"{check_name}: the record is for another check")
-            return None
-        if meta.get("nonce") != nonce:
-            integrity.append(
-                f"{check_name}: the record was not made on this test's cases"
-            )
-            return None
-        return observations, meta
-
     def _check(self, check_name, which, integrity, records, nonce):
         """`(kind, message)` for one check call; integrity problems are appended
         to `integrity` (and give `(None, None)`)."""
-        record = self._record(check_name, which, integrity, records, nonce)
+        record = take_record(check_name, which, integrity, records, nonce)
         if record is None:
             return None, None
         observations, meta = record

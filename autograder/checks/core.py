@@ -105,11 +105,20 @@ class Case:
     options: dict = dataclasses.field(default_factory=dict)
 
 
-_DRAW = contextvars.ContextVar("autograder_case_draw", default=0)
+_DRAW = contextvars.ContextVar("autograder_case_draw", default=(0, 0))
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a "
+            f"non-negative integer. Received: {name}={value!r}"
+        )
+    return int(value)
 
 
 @contextlib.contextmanager
-def drawing(draw):
+def drawing(draw, redraw=0):
     """Build the cases of another draw: the same kinds, other values.
 
     Inside `with drawing(draw):` every `fixed_array`, `fixed_generator` and
@@ -121,13 +130,11 @@ def drawing(draw):
 
     Args:
         draw: a non-negative integer.
+        redraw: another try at the same draw (`judge.Spec.cases` draws a
+            case again when it would not show a mistake the shipped case
+            shows); 0 is the first.
     """
-    if isinstance(draw, bool) or not isinstance(draw, int | np.integer) or draw < 0:
-        raise ValueError(
-            "Received an invalid value for argument `draw`, expected a "
-            f"non-negative integer. Received: draw={draw!r}"
-        )
-    token = _DRAW.set(int(draw))
+    token = _DRAW.set((_non_negative("draw", draw), _non_negative("redraw", redraw)))
     try:
         yield
     finally:
@@ -136,17 +143,24 @@ def drawing(draw):
 
 def current_draw():
     """The draw the cases are being built for (0 outside any `drawing`)."""
-    return _DRAW.get()
+    return _DRAW.get()[0]
 
 
 def fixed_generator(seed):
     """A NumPy generator for a case builder's integers and choices.
 
     `seed` (a non-negative integer) names the builder's stream; at draw 0 the
-    generator is `PCG64(seed)`, at any other draw `PCG64([seed, draw])`.
+    generator is `PCG64(seed)`, at any other draw `PCG64([seed, draw])` (and
+    `PCG64([seed, draw, redraw])` when drawn again).
     """
-    draw = _DRAW.get()
-    return np.random.Generator(np.random.PCG64(seed if draw == 0 else [seed, draw]))
+    draw, redraw = _DRAW.get()
+    if draw == redraw == 0:
+        entropy = seed
+    elif redraw == 0:
+        entropy = [seed, draw]
+    else:
+        entropy = [seed, draw, redraw]
+    return np.random.Generator(np.random.PCG64(entropy))
 
 
 def fixed_array(shape, salt, scale=1.0, dtype="float64"):
@@ -172,7 +186,7 @@ def fixed_literal(today, sample, seed):
         sample: `numpy.random.Generator -> value`.
         seed: names the stream, as in `fixed_generator`.
     """
-    if _DRAW.get() == 0:
+    if current_draw() == 0:
         return today
     rng = fixed_generator(seed)
     for _ in range(1000):

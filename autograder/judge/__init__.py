@@ -5,13 +5,27 @@ weights, masks), the reference outputs for a case, and the typical mistakes
 with their hints. This package is never shipped to students (`autograder
 bundle` leaves it out) and is hidden from the kernel that runs a submission
 (`autograder.sandbox`); the grader imports it in its own process.
+
+Cases come in draws (`Spec.cases(which, draw)`): draw 0 is the set whose
+expected outputs the student bundle ships; the grader grades on a fresh draw,
+cases of the same kinds with other values, so hard-coding the shipped outputs
+earns nothing.
 """
 
 import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 
-__all__ = ["Spec", "names", "register", "spec"]
+import numpy as np
+
+from autograder.checks.core import Tolerance, compare, drawing
+
+__all__ = ["APART", "Spec", "names", "register", "spec"]
+
+#: A mistake that a shipped case shows by more than `APART` tolerances, the
+#: same case of a fresh draw shows by as much (`Spec.cases`).
+APART = 3.0
+_REDRAWS = 200
 
 _MODULES = (
     "autograder.judge.seq2seq",
@@ -27,11 +41,15 @@ class Spec:
 
     Attributes:
         name: the `check_*` function's name.
-        visible: `() -> [Case]`, the cases of the visible test cell.
+        visible: `() -> [Case]`, the cases of the visible test cell (of the
+            current draw: see `cases`).
         hidden: `() -> [Case]`, the cases of the hidden test cell.
         reference: `case -> {output name: float64 array}`.
         mistakes: `[(name, hint, case -> {output name: array})]`.
         generic_hint: the hint when no mistake matches.
+        formula: `case -> {output name: array}`, the reference's outputs
+            computed cheaply (NumPy), used to draw cases that show every
+            mistake; None to use `reference`.
         round_trip: whether the first case also has the outputs of the layer
             rebuilt with `from_config(get_config())`.
         borrowing: what counts as a borrowed answer: True (or "attention"),
@@ -47,16 +65,74 @@ class Spec:
     generic_hint: str = ""
     round_trip: bool = False
     borrowing: bool = True
+    formula: Callable | None = None
+    _shown: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
-    def cases(self, which):
-        if which == "visible":
-            return self.visible()
-        if which == "hidden":
-            return self.hidden()
-        raise ValueError(
-            "Received an invalid value for argument `cases`, expected one of "
-            f"('visible', 'hidden'). Received: cases={which!r}"
-        )
+    def cases(self, which, draw=0):
+        """The visible or hidden cases of one draw.
+
+        Draw 0 gives the cases whose expected outputs the student bundle
+        ships. Any other draw gives cases of the same kinds (titles, sizes'
+        kinds, padding patterns, edge cases) with other values, the same on
+        every machine: the grader grades on a fresh draw, so hard-coding the
+        shipped outputs earns nothing. `expectations(cases)` works on any
+        draw's cases.
+
+        A case of a fresh draw is drawn again (`drawing(draw, redraw)`)
+        until it shows every mistake the shipped case shows, as clearly
+        (beyond `APART` tolerances, or beyond the tolerance): random values
+        can make a mistake vanish (a padded key whose weight underflows,
+        accuracies that happen to coincide), and a wrong answer would pass.
+        """
+        if which not in ("visible", "hidden"):
+            raise ValueError(
+                "Received an invalid value for argument `cases`, expected one of "
+                f"('visible', 'hidden'). Received: cases={which!r}"
+            )
+        build = self.visible if which == "visible" else self.hidden
+        with drawing(draw):
+            cases = build()
+        if draw == 0:
+            return cases
+        if which not in self._shown:
+            with drawing(0):
+                self._shown[which] = [self.shown(case) for case in build()]
+        for index, shown in enumerate(self._shown[which]):
+            redraw = 0
+            while not _as_clear(self.shown(cases[index]), shown):
+                redraw += 1
+                if redraw > _REDRAWS:
+                    raise RuntimeError(
+                        f"{self.name}: no draw of case {index + 1} of draw {draw} "
+                        f"shows the mistakes {sorted(shown)} in {_REDRAWS} tries"
+                    )
+                with drawing(draw, redraw):
+                    cases[index] = build()[index]
+        return cases
+
+    def shown(self, case):
+        """How clearly `case` shows each mistake: `{name: 2}` beyond `APART`
+        tolerances, 1 beyond the tolerance, 0 not at all (missing when the
+        mistake does not apply to the case)."""
+        try:
+            right = (self.formula or self.reference)(case)
+        except Exception:  # no formula for this kind of case (a gradient)
+            return {}
+        levels = {}
+        for name, _, outputs in self.mistakes:
+            try:
+                variant = outputs(case)
+            except Exception:  # a mistake that does not apply to this case
+                continue
+            levels[name] = max(
+                (
+                    _level(value, right[key], case.valid.get(key))
+                    for key, value in variant.items()
+                    if key in right
+                ),
+                default=0,
+            )
+        return levels
 
     def expectations(self, cases):
         """Expected outputs and mistake variants for each case."""
@@ -74,6 +150,20 @@ class Spec:
                     continue
             result.append({"expected": expected, "variants": variants})
         return result
+
+
+def _level(value, right, valid):
+    value, right = np.asarray(value, np.float64), np.asarray(right, np.float64)
+    for level, factor in ((2, APART), (1, 1.0)):
+        tolerance = Tolerance()
+        wider = Tolerance(rtol=tolerance.rtol * factor, atol=tolerance.atol * factor)
+        if compare(value, right, valid, wider) is not None:
+            return level
+    return 0
+
+
+def _as_clear(levels, shown):
+    return all(levels.get(name, 0) >= level for name, level in shown.items())
 
 
 def register(new):

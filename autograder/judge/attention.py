@@ -10,7 +10,13 @@ weight. The functions' expected outputs come from the reference
 
 import numpy as np
 
-from autograder.checks.core import Case, fixed_array
+from autograder.checks.core import (
+    Case,
+    current_draw,
+    fixed_array,
+    fixed_generator,
+    fixed_literal,
+)
 from autograder.judge import Spec, register
 from autograder.judge import attention_math as M
 
@@ -126,6 +132,7 @@ register(
         visible=_sdpa_visible,
         hidden=_sdpa_hidden,
         reference=_sdpa_reference,
+        formula=_sdpa_variant(None),
         mistakes=[(m, h, _sdpa_variant(m)) for m, h in _SDPA_MISTAKES],
         generic_hint="scores = q k^T / sqrt(d_k) over the last two axes "
         "(ops.matmul with ops.swapaxes(k, -1, -2) works for any leading axes); "
@@ -138,6 +145,44 @@ register(
 
 _IDS_VISIBLE = np.array([[5, 3, 9, 0, 0], [7, 1, 4, 2, 8]])
 _IDS_HIDDEN = np.array([[4, 0, 0, 0], [0, 0, 0, 0], [1, 2, 3, 4]])
+
+
+def _visible_lengths(rng):
+    """(2, S) ids: a row padded at the end, then a full row."""
+    total = int(rng.integers(4, 9))
+    return total, (int(rng.integers(1, total)), total)
+
+
+def _hidden_lengths(rng):
+    """(3, S) ids: one real token, all padding, a full row."""
+    total = int(rng.integers(3, 9))
+    return total, (1, 0, total)
+
+
+def _token_ids(today, kind, seed):
+    """`today`'s ids at draw 0. At any other draw, rows of the same kinds
+    (`kind`: generator -> (S, row lengths)) with other lengths, so the masks
+    differ too, and other nonzero ids."""
+    lengths = (today.shape[1], tuple(int(n) for n in (today != 0).sum(1)))
+    total, lengths = fixed_literal(lengths, kind, seed)
+    if current_draw() == 0:
+        return today
+    ids = fixed_generator(seed + 1).integers(1, 10, size=(len(lengths), total))
+    ids[np.arange(total)[None, :] >= np.asarray(lengths)[:, None]] = 0
+    return ids
+
+
+def _causal_lengths(today, seed):
+    """`causal_mask` lengths: at a fresh draw, others near each; a length of 1
+    (one position) is the edge case it is and stays."""
+    return [
+        n
+        if n == 1
+        else fixed_literal(
+            n, lambda rng, n=n: int(rng.integers(max(2, n - 3), n + 4)), seed + n
+        )
+        for n in today
+    ]
 
 
 def _mask_cases(ids, lengths, salt):
@@ -244,9 +289,18 @@ _MASK_MISTAKES = [
 register(
     Spec(
         name="check_masks",
-        visible=lambda: _mask_cases(_IDS_VISIBLE, [4], 0),
-        hidden=lambda: _mask_cases(_IDS_HIDDEN, [1, 6], 1),
+        visible=lambda: _mask_cases(
+            _token_ids(_IDS_VISIBLE, _visible_lengths, 260),
+            _causal_lengths([4], 270),
+            0,
+        ),
+        hidden=lambda: _mask_cases(
+            _token_ids(_IDS_HIDDEN, _hidden_lengths, 280),
+            _causal_lengths([1, 6], 290),
+            1,
+        ),
         reference=_mask_reference,
+        formula=_mask_reference,
         mistakes=[(m, h, _mask_variant(f, m)) for f, m, h in _MASK_MISTAKES],
         generic_hint="padding_mask: ids != pad_id, shape (B, 1, S); causal_mask: "
         "True where key <= query, shape (T, T); combined_mask: both, (B, T, T).",
@@ -591,6 +645,7 @@ register(
         visible=_mha_visible,
         hidden=_mha_hidden,
         reference=_mha_reference,
+        formula=_mha_variant(None),
         mistakes=[(m, h, _mha_variant(m)) for m, h in _MHA_MISTAKES],
         generic_hint="Project Q, K and V, split into heads (B, h, T, d_k), "
         "attend in every head at once, merge to (B, T, h * d_v), project with "

@@ -8,7 +8,7 @@ reference when no mistake is built in.
 
 import numpy as np
 
-from autograder.checks.core import Case, fixed_array
+from autograder.checks.core import Case, fixed_array, fixed_literal
 from autograder.checks.layers import WeightSpec, inject
 from autograder.judge import Spec, register
 from autograder.judge import seq2seq_math as M
@@ -94,6 +94,7 @@ def _score_spec(
             visible=lambda: _score_cases(*visible, shapes, init, weight_salt),
             hidden=lambda: _score_cases(*hidden, shapes, init, weight_salt),
             reference=lambda case: _run_reference(ref, case, ["scores"]),
+            formula=variant(None),
             mistakes=[(m, hint, variant(m)) for m, hint in mistakes],
             generic_hint="Compare your formula with the exercise's, one term at a "
             "time.",
@@ -258,6 +259,7 @@ register(
         visible=_softmax_visible,
         hidden=_softmax_hidden,
         reference=_softmax_reference,
+        formula=_softmax_variant(None),
         mistakes=[
             (m, hint, _softmax_variant(m))
             for m, hint in [
@@ -405,6 +407,7 @@ register(
         visible=_luong_visible,
         hidden=_luong_hidden,
         reference=_luong_reference,
+        formula=_luong_variant(None),
         mistakes=[
             (m, hint, _luong_variant(m))
             for m, hint in [
@@ -512,6 +515,7 @@ register(
         reference=lambda case: _run_reference(
             "BahdanauAttention", case, ["context", "weights"]
         ),
+        formula=_bahdanau_variant(None),
         mistakes=[
             (
                 "no_mask",
@@ -557,6 +561,15 @@ def _step_weights(dh):
     return _weights(shapes, salt=100 + dh)
 
 
+def _step_tokens(b, salt):
+    """`b` token ids of the vocabulary of 11 (any id, 0 included)."""
+    return fixed_literal(
+        ((np.arange(b) * 7 + salt) % 11).astype(np.int32),
+        lambda rng: rng.integers(0, 11, size=b).astype(np.int32),
+        seed=7013 * (salt + 1),
+    )
+
+
 def _step_cases(specs, salt):
     out = []
     for i, (title, b, tk, dh, mask) in enumerate(specs):
@@ -567,7 +580,7 @@ def _step_cases(specs, salt):
             Case(
                 title=title,
                 inputs={
-                    "tokens": ((np.arange(b) * 7 + salt) % 11).astype(np.int32),
+                    "tokens": _step_tokens(b, salt),
                     "state": fixed_array((b, 5), salt + 3 * i),
                     "values": fixed_array((b, tk, dh), salt + 3 * i + 1),
                 },
@@ -607,6 +620,7 @@ register(
         reference=lambda case: _run_reference(
             "BahdanauDecoderStep", case, ["logits", "state", "weights"]
         ),
+        formula=_step_variant(None),
         mistakes=[
             (
                 "concat_order",

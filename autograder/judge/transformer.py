@@ -16,7 +16,12 @@ import contextlib
 
 import numpy as np
 
-from autograder.checks.core import Case, fixed_array
+from autograder.checks.core import (
+    Case,
+    fixed_array,
+    fixed_generator,
+    fixed_literal,
+)
 from autograder.checks.layers import WeightSpec, inject
 from autograder.judge import Spec, register
 from autograder.judge import transformer_math as M
@@ -102,7 +107,7 @@ def stack_weights(prefix, layer_weights, layers, d, heads, dff, vocab, salt):
 
 def _tokens(lengths, total, vocab, salt):
     """Token ids `(B, total)`: row i has `lengths[i]` real ids, then padding."""
-    rng = np.random.Generator(np.random.PCG64(7919 * (salt + 1)))
+    rng = fixed_generator(7919 * (salt + 1))
     ids = rng.integers(1, vocab, size=(len(lengths), total))
     ids[np.arange(total)[None, :] >= np.asarray(lengths)[:, None]] = 0
     return ids.astype(np.int32)
@@ -153,7 +158,23 @@ def _tensor(value):
 # -------------------------------------------------------- positional encoding
 
 
-def _pe_case(length, depth):
+def _pe_size(length, depth):
+    """Another `(length, depth)` of the same kind: a length of 1 stays 1 (one
+    position), others within a factor of two; the depth even, within a factor
+    of two, a multiple of 4 or not as the original is (an odd number of sine
+    and cosine pairs)."""
+
+    def sample(rng):
+        drawn = 1 if length == 1 else int(rng.integers(length // 2, 2 * length + 1))
+        quarter = depth // 4
+        pairs = int(rng.integers(max(1, quarter // 2), 2 * quarter + 2))
+        return drawn, 4 * pairs + depth % 4
+
+    return sample
+
+
+def _pe_case(length, depth, seed):
+    length, depth = fixed_literal((length, depth), _pe_size(length, depth), seed)
     return Case(
         title=f"positional_encoding({length}, {depth})",
         inputs={},
@@ -185,9 +206,14 @@ def _mistakes(pairs, variant):
 register(
     Spec(
         name="check_positional_encoding",
-        visible=lambda: [_pe_case(6, 8), _pe_case(10, 16)],
-        hidden=lambda: [_pe_case(1, 4), _pe_case(50, 128), _pe_case(7, 6)],
+        visible=lambda: [_pe_case(6, 8, 490), _pe_case(10, 16, 491)],
+        hidden=lambda: [
+            _pe_case(1, 4, 492),
+            _pe_case(50, 128, 493),
+            _pe_case(7, 6, 494),
+        ],
         reference=_pe_reference,
+        formula=_pe_variant(None),
         mistakes=_mistakes(
             [
                 (
@@ -280,6 +306,7 @@ register(
             _embedding_case("a single token", 6, 4, [1], 1, 511),
         ],
         reference=_masked_reference("PositionalEmbedding"),
+        formula=_embedding_variant(None),
         mistakes=_mistakes(
             [
                 ("no_scale", _SCALE_HINT),
@@ -343,6 +370,7 @@ register(
             _ffn_case("a 4-D input (2, 2, 3, 4), dff 7", (2, 2, 3, 4), 7, 531),
         ],
         reference=_ffn_reference,
+        formula=_ffn_variant(None),
         mistakes=_mistakes(
             [
                 (
@@ -405,6 +433,7 @@ register(
             ),
         ],
         reference=_add_norm_reference,
+        formula=_add_norm_variant(None),
         mistakes=_mistakes(
             [
                 (
@@ -527,6 +556,7 @@ register(
             ),
         ],
         reference=_encoder_layer_reference,
+        formula=_encoder_layer_variant(None),
         mistakes=_mistakes(
             [
                 ("pre_norm", _PRE_NORM),
@@ -691,6 +721,7 @@ register(
             ),
         ],
         reference=_decoder_layer_reference,
+        formula=_decoder_layer_variant(None),
         mistakes=_mistakes(_DECODER_MISTAKES, _decoder_layer_variant),
         generic_hint="x = self_norm(x, self_attention(x, x, attention_mask=mask[:, "
         "None, :], use_causal_mask=True)); x = cross_norm(x, cross_attention(x, "
@@ -761,6 +792,7 @@ register(
             _encoder_case("3 layers", 3, [6, 2], 6, 651),
         ],
         reference=_masked_reference("Encoder"),
+        formula=_encoder_variant(None),
         mistakes=_mistakes(
             [
                 *_STACK_MISTAKES,
@@ -843,6 +875,7 @@ register(
             ),
         ],
         reference=_decoder_reference,
+        formula=_decoder_variant(None),
         mistakes=_mistakes(
             [*_STACK_MISTAKES, *_DECODER_MISTAKES[:2]], _decoder_variant
         ),
@@ -941,6 +974,7 @@ register(
             ),
         ],
         reference=_transformer_reference,
+        formula=_transformer_variant(None),
         mistakes=_mistakes(
             [
                 (
@@ -971,13 +1005,52 @@ SCALE = 1000.0
 RATE = "1000 x rate"
 
 
-def _schedule_case(title, d, warmup, options=None):
+def _schedule_sizes(widths, warmups):
+    """Another `(d_model, warmup_steps)`: a width from `widths`, a warm-up in
+    `warmups` (inclusive). The ranges keep the first step's rate, the one a
+    schedule counting from 0 gets wrong, well above the tolerance."""
+    low, high = warmups
+    return lambda rng: (int(rng.choice(widths)), int(rng.integers(low, high + 1)))
+
+
+def _schedule_steps(today_warmup, warmup, seed):
+    """`STEPS` at draw 0. At any other draw, steps in the same places
+    relative to the warm-up: 0 and 1 stay, the peak (step + 1 = warmup) and
+    the steps just after it follow the warm-up, the others are drawn inside
+    the warm-up or after it (up to 30 warm-ups)."""
+
+    def place(rng, step):
+        if step in (0, 1):
+            return step
+        if today_warmup - 1 <= step <= today_warmup + 1:
+            return warmup + step - today_warmup
+        if step + 1 < today_warmup:
+            return int(rng.integers(2, warmup - 1))
+        return int(rng.integers(warmup + 2, 30 * warmup + 1))
+
+    def sample(rng):
+        while True:
+            steps = sorted(place(rng, step) for step in STEPS)
+            if len(set(steps)) == len(steps):
+                return tuple(steps)
+
+    return fixed_literal(STEPS, sample, seed)
+
+
+def _schedule_case(title, d, warmup, seed, options=None, sizes=None):
+    """`sizes` (a sampler of `(d_model, warmup)`) draws other sizes at a
+    fresh draw; without it they stay and only the steps are drawn. `title`
+    may name them as `{d_model}` and `{warmup}`."""
+    today_warmup = warmup
+    if sizes is not None:
+        d, warmup = fixed_literal((d, warmup), sizes, seed)
+    steps = _schedule_steps(today_warmup, warmup, seed + 1)
     return Case(
-        title=title,
-        inputs={"steps": np.array(STEPS, np.int64)},
+        title=title.format(d_model=d, warmup=warmup),
+        inputs={"steps": np.array(steps, np.int64)},
         init={"d_model": d, "warmup_steps": warmup},
         options=options or {},
-        notes=(f"steps {list(STEPS)}",),
+        notes=(f"steps {list(steps)}",),
     )
 
 
@@ -1007,17 +1080,28 @@ def _schedule_variant(mistake):
 register(
     Spec(
         name="check_warmup_schedule",
-        visible=lambda: [_schedule_case("d_model 64, warmup 400", 64, 400)],
+        visible=lambda: [
+            _schedule_case(
+                "d_model {d_model}, warmup {warmup}",
+                64,
+                400,
+                740,
+                sizes=_schedule_sizes(range(16, 65, 8), (100, 400)),
+            )
+        ],
         hidden=lambda: [
-            _schedule_case("the paper's d_model 512, warmup 4000", 512, 4000),
+            _schedule_case("the paper's d_model 512, warmup 4000", 512, 4000, 742),
             _schedule_case(
                 "inside an Adam optimizer, steps as int64 tensors",
                 128,
                 100,
+                744,
                 {"optimizer": True},
+                sizes=_schedule_sizes(range(64, 257, 32), (50, 200)),
             ),
         ],
         reference=_schedule_reference,
+        formula=_schedule_variant(None),
         mistakes=_mistakes(
             [
                 (
@@ -1051,7 +1135,7 @@ register(
 
 
 def _loss_case(title, b, t, v, lengths, salt, smoothing=0.0, right=0.5):
-    rng = np.random.Generator(np.random.PCG64(104729 * (salt + 1)))
+    rng = fixed_generator(104729 * (salt + 1))
     labels = rng.integers(1, v, size=(b, t))
     labels[~_real(lengths, t)] = 0
     logits = _array((b, t, v), salt, 2.0)
@@ -1127,6 +1211,7 @@ register(
             ),
         ],
         reference=_loss_reference,
+        formula=_loss_variant(None),
         mistakes=[
             ("pad_counted", _PAD_COUNTED, _loss_variant("pad_counted")),
             (
@@ -1163,12 +1248,37 @@ _NO_STOP = (
 )
 
 
-def _greedy_case(title, script, start_id, end_id, max_length, vocab=8):
+def _relabelled(script, start_id, end_id, vocab):
+    """The same script with every token renamed (a permutation of 1 ..
+    vocab - 1 that moves each id in use): the same rows end at the same
+    steps, the same tokens repeat, and every decoded id changes."""
+    used = np.unique([*np.ravel(script), start_id, end_id])
+
+    def sample(rng):
+        while True:
+            rename = np.concatenate([[0], rng.permutation(np.arange(1, vocab))])
+            if (rename[used] != used).all():
+                renamed = rename[script].astype(np.int32)
+                return renamed, int(rename[start_id]), int(rename[end_id])
+
+    return sample
+
+
+def _greedy_case(title, script, start_id, end_id, max_length, seed, vocab=8):
+    """`title` may name the ids as `{start_id}` and `{end_id}`."""
     script = np.asarray(script, np.int32)
     rows = script.shape[0]
+    script, start_id, end_id = fixed_literal(
+        (script, start_id, end_id), _relabelled(script, start_id, end_id, vocab), seed
+    )
+    source = fixed_literal(
+        np.arange(1, 1 + 3 * rows, dtype=np.int32).reshape(rows, 3),
+        lambda rng: rng.integers(1, 10, size=(rows, 3)).astype(np.int32),
+        seed + 1,
+    )
     return Case(
-        title=title,
-        inputs={"source": np.arange(1, 1 + 3 * rows, dtype=np.int32).reshape(rows, 3)},
+        title=title.format(start_id=start_id, end_id=end_id),
+        inputs={"source": source},
         call_kwargs={"start_id": start_id, "end_id": end_id, "max_length": max_length},
         options={"script": script.tolist(), "vocab": vocab},
         notes=(
@@ -1222,11 +1332,12 @@ register(
         name="check_greedy_decode",
         visible=lambda: [
             _greedy_case(
-                "3 rows ending at different steps (end_id 2)",
+                "3 rows ending at different steps (end_id {end_id})",
                 [[5, 6, 2, 7, 7, 7], [4, 2, 6, 6, 6, 6], [7, 7, 7, 5, 2, 3]],
                 1,
                 2,
                 6,
+                750,
             ),
             _greedy_case(
                 "a row that never ends: stop at max_length",
@@ -1234,20 +1345,25 @@ register(
                 1,
                 2,
                 4,
+                752,
             ),
         ],
         hidden=lambda: [
-            _greedy_case("a batch of one, end at the first step", [[3, 4, 4]], 1, 3, 3),
             _greedy_case(
-                "start 6, end 7, max_length 5",
+                "a batch of one, end at the first step", [[3, 4, 4]], 1, 3, 3, 760
+            ),
+            _greedy_case(
+                "start {start_id}, end {end_id}, max_length 5",
                 [[1, 2, 7, 1, 1], [7, 1, 1, 1, 1], [2, 2, 2, 2, 7]],
                 6,
                 7,
                 5,
+                762,
             ),
-            _greedy_case("max_length 1", [[4], [2]], 1, 2, 1),
+            _greedy_case("max_length 1", [[4], [2]], 1, 2, 1, 764),
         ],
         reference=_greedy_reference,
+        formula=_greedy_variant(None),
         mistakes=_mistakes(
             [
                 (

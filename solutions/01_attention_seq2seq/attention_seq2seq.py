@@ -31,15 +31,22 @@
 #   grader compares those outputs with the reference in its own process, where
 #   your code never runs. It also reads (without running) every cell you
 #   wrote. A graded answer must be ordinary Keras code: it may import only
-#   `numpy`, `keras`, `tensorflow`, `math`, `matplotlib` and the standard
-#   helpers (`functools`, `itertools`, `collections`, ...), and must not call
-#   `exec`, `eval`, `open`, `setattr` or `get_ipython`, reassign anything of
-#   an imported module (`np.allclose = ...`), redefine a `check_` function or
-#   define `__eq__`/`__array__`. Such code fails the **integrity check** of
-#   every test after it (0 points, and the feedback says where). Building an
-#   attention exercise on `keras.layers.Attention`, `AdditiveAttention`,
-#   `MultiHeadAttention` or `keras.ops.dot_product_attention` scores 0 for
-#   that exercise: here you write attention yourself.
+#   `numpy`, `keras`, `tensorflow`, `math`, `matplotlib`, the standard
+#   helpers (`functools`, `itertools`, `collections`, `copy`, `json`, ...)
+#   and `autograder.lesson`/`autograder.data`; it must not call `exec`,
+#   `eval`, `open`, `globals` or `get_ipython`, use `setattr` on anything but
+#   its own objects, reassign anything of an imported module
+#   (`np.allclose = ...`) or any `__dunder__` attribute, rebind a name the
+#   notebook imported or a `check_` function at the top level of a cell
+#   (inside your functions and methods any name is fine), or define
+#   `__array__`. Shell commands and magics: `!pip install NAME`,
+#   `!nvidia-smi`, `!ls`, `%time`, `%timeit`, `%%capture`, `%matplotlib`,
+#   `%load_ext autoreload` and a few more harmless ones. Such code fails the
+#   **integrity check** of every test after it (0 points, and the feedback
+#   says where). Building an attention exercise on `keras.layers.Attention`,
+#   `AdditiveAttention`, `MultiHeadAttention` or
+#   `keras.ops.dot_product_attention` scores 0 for that exercise: here you
+#   write attention yourself (your own methods may have any name).
 #
 # **Conventions used everywhere in this course.** Shapes are written
 # `(B, T_q, T_k, d)`: batch, query (decoder) steps, key (encoder) steps,

@@ -23,13 +23,19 @@
 #   grader compares those outputs with the reference in its own process, and
 #   reads (without running) every cell you wrote. A graded answer must be
 #   ordinary Keras code: it may import only `numpy`, `keras`, `tensorflow`,
-#   `math`, `matplotlib` and the standard helpers (`functools`, `itertools`,
-#   `collections`, ...), and must not call `exec`, `eval`, `open`, `setattr` or
-#   `get_ipython`, reassign anything of an imported module, redefine a
-#   `check_` function or define `__eq__`/`__array__`. Such code fails the
+#   `math`, `matplotlib`, the standard helpers (`functools`, `itertools`,
+#   `collections`, `copy`, `json`, ...) and `autograder.lesson*`; it must
+#   not call `exec`, `eval`, `open`, `globals` or `get_ipython`, use
+#   `setattr` on anything but its own objects (`setattr(self, f"head_{i}",
+#   ...)` is fine), reassign anything of an imported module or any
+#   `__dunder__` attribute, rebind a name the notebook imported or a `check_`
+#   function at the top level of a cell, or define `__array__`. Shell
+#   commands and magics: `!pip install NAME`, `!nvidia-smi`, `%time`,
+#   `%timeit`, `%%capture` and a few more harmless ones. Such code fails the
 #   **integrity check** of every test after it. An answer built on
 #   `keras.layers.MultiHeadAttention`, `Attention` or
-#   `keras.ops.dot_product_attention` scores 0 for that exercise.
+#   `keras.ops.dot_product_attention` scores 0 for that exercise (your own
+#   class `MultiHeadAttention` is the exercise).
 # * The experiments (timing, training) are skipped while grading.
 #
 # **Conventions, the whole course.** Shapes: `B` batch, `T` query positions,
