@@ -447,8 +447,11 @@ class TrustedExecute(Execute):
         metadata["path"] = str(self._run.work)  # the kernel's working folder
         previous = os.environ.get(sources.GRADING_ENV)
         os.environ[sources.GRADING_ENV] = str(self._run.cases)  # the kernel inherits it
+        self._borrowed = {}  # exercise -> the BorrowedAnswer found in one of its tests
         try:
-            return super().preprocess(nb, resources, km=km)
+            nb, resources = super().preprocess(nb, resources, km=km)
+            self._borrowed_everywhere(nb)
+            return nb, resources
         finally:
             self._run.clear_cases()
             self._save_journal()
@@ -608,6 +611,36 @@ class TrustedExecute(Execute):
 
     # ------------------------------------------------------------ verdicts
 
+    def _borrowed_everywhere(self, nb):
+        """A borrowed answer found by one test (what runs differs between
+        cases: a fused op called only on 4-D inputs) costs every test of
+        that exercise."""
+        from autograder.unit import exercise_of
+
+        for cell in nb.cells:
+            if not self._submission.is_test(cell):
+                continue
+            grade_id = cell.metadata["nbgrader"]["grade_id"]
+            found = self._borrowed.get(exercise_of(grade_id))
+            if found is None or any(o.output_type == "error" for o in cell.outputs):
+                continue
+            printed = [
+                o
+                for o in cell.outputs
+                if o.output_type == "stream" and "(decided by the grader)" not in o.text
+            ]
+            self._set_verdict(
+                cell,
+                [
+                    *printed,
+                    _error(
+                        "BorrowedAnswer",
+                        f"{found} (found by another test of this exercise: a "
+                        "borrowed answer scores 0 for the whole exercise)",
+                    ),
+                ],
+            )
+
     def _decide(self, cell, index, records, nonce):
         from autograder import judge
 
@@ -663,6 +696,11 @@ class TrustedExecute(Execute):
                     problem = _error(kind, message)
             verdict = _integrity(integrity) if integrity else problem
         if verdict is not None:
+            if verdict.ename == "BorrowedAnswer":
+                from autograder.unit import exercise_of
+
+                grade_id = cell.metadata["nbgrader"]["grade_id"]
+                self._borrowed.setdefault(exercise_of(grade_id), verdict.evalue)
             self._set_verdict(cell, [*kept, verdict])
         else:
             self._set_verdict(cell, [*kept, _stdout("".join(passed))])

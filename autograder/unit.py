@@ -34,7 +34,7 @@ __all__ = ["NOTEBOOK_TIMEOUT", "GradeResult", "grade_submission"]
 
 #: The whole notebook's time budget, seconds (beside nbgrader's per-cell
 #: `Execute.timeout`). nbgrader is killed this long after it, as a backstop.
-NOTEBOOK_TIMEOUT = 900
+NOTEBOOK_TIMEOUT = int(os.environ.get("KIT_NOTEBOOK_TIMEOUT", "900"))
 HARD_LIMIT_GRACE = 120
 
 

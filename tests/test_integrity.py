@@ -1,16 +1,23 @@
-"""The integrity catalog, graded through the real pipeline.
+"""The integrity catalogs, graded through the real pipeline.
 
-`solutions/<assignment>/integrity.toml` lists submissions that try to get
-points they have not earned (monkeypatching numpy, Keras, the harness or
-builtins, objects equal to everything, a silenced traceback, the reference
-imported, hidden tests read, files written elsewhere, Keras's attention
-borrowed, nbgrader metadata forged) and correct ones written in unusual
-ways. Each is graded by `grade_folder`, as an instructor grades; each
-exercise must get its expected points and its test cells the expected
-verdict. The verdict table is printed at the end of the test run.
+`solutions/<assignment>/integrity.toml` lists, for each assignment,
+submissions that try to get points they have not earned (monkeypatching,
+objects equal to everything, borrowed attention reached by a literal or a
+computed name, forged records, rewritten test cases, memorised expected
+outputs), that attack the grader itself (links, directories and FIFOs
+planted where the grader works, a kernel that dies mid-exercise, the hidden
+inputs printed into the feedback), and correct answers written in ways a
+naive rule would refuse. Each is graded by `grade_folder`, as an instructor
+grades; each exercise must get its expected points and its test cells the
+expected verdict, and after the batch the grading folder must be intact
+(no link anywhere, feedback folders with nothing but feedback, no copy of
+the gradebook, no hidden case, nothing a hidden test printed). The verdict
+tables are printed at the end of the test run.
 """
 
 import json
+import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -23,9 +30,11 @@ from autograder.pipeline import Course, exercise_of
 
 pytestmark = pytest.mark.slow
 
-ASSIGNMENT = "01_attention_seq2seq"
-NOTEBOOK = "attention_seq2seq.ipynb"
 CONFINED = "private files" in sandbox.describe()
+#: Submissions that, without the jail, would really read and write the
+#: machine's files: graded only where the kernel is confined.
+NEEDS_JAIL = {"read-hidden-tests", "write-elsewhere"}
+CATALOGS = [a for a in Course().assignments() if Course().samples(a, "integrity")]
 
 
 def _verdicts(notebook):
@@ -40,40 +49,40 @@ def _verdicts(notebook):
     return {k: ",".join(dict.fromkeys(v)) for k, v in found.items()}
 
 
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("integrity")
+@pytest.fixture(scope="module", params=CATALOGS)
+def catalog(request, tmp_path_factory):
+    assignment = request.param
+    scratch = tmp_path_factory.mktemp(f"integrity-{assignment}")
     course = Course(grading_dir=scratch / "grading")
-    samples = course.samples(ASSIGNMENT, "integrity")
-    if not CONFINED:  # without the jail these would really read and write
-        samples = [
-            s for s in samples if s.name not in ("read-hidden-tests", "write-elsewhere")
-        ]
+    samples = course.samples(assignment, "integrity")
+    if not CONFINED:
+        samples = [s for s in samples if s.name not in NEEDS_JAIL]
     paths = {}
     for sample in samples:
         paths[sample.name] = scratch / f"{sample.name}.ipynb"
-        nbformat.write(course.make_submission(ASSIGNMENT, sample), paths[sample.name])
+        nbformat.write(course.make_submission(assignment, sample), paths[sample.name])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KIT_CELL_TIMEOUT", "30")
+        patch.setenv("KIT_CELL_TIMEOUT", "60")
         results = grade_folder(
-            course, ASSIGNMENT, paths, feedback=True, log=lambda _: None
+            course, assignment, paths, feedback=True, log=lambda _: None
         )
     results = {r.student: r for r in results}
+    notebook = course.notebook_name(assignment)
     graded = {}
     for sample in samples:
-        path = course.grading_dir / "autograded" / sample.name / ASSIGNMENT / NOTEBOOK
+        path = course.grading_dir / "autograded" / sample.name / assignment / notebook
         graded[sample.name] = nbformat.read(path, as_version=4)
-    _report(course, samples, results, graded)
-    return course, samples, results, graded
+    _report(course, assignment, samples, results, graded)
+    return assignment, course, samples, results, graded
 
 
-def _report(course, samples, results, graded):
-    exercises = list(course.exercises(ASSIGNMENT))
+def _report(course, assignment, samples, results, graded):
+    exercises = list(course.exercises(assignment))
     rows = [["submission", *exercises, "total", "as expected"]]
     for sample in samples:
         result = results[sample.name]
         verdicts = _verdicts(graded[sample.name])
-        expected = course.expected_scores(ASSIGNMENT, sample)
+        expected = course.expected_scores(assignment, sample)
         cells = []
         for name in exercises:
             verdict = verdicts.get(name) or "pass"
@@ -90,14 +99,14 @@ def _report(course, samples, results, graded):
     text = "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
     )
-    report(f"integrity catalog of {ASSIGNMENT} (points and verdict per exercise)", text)
+    report(f"integrity catalog of {assignment} (points and verdict per exercise)", text)
 
 
 def test_every_submission_gets_its_expected_scores(catalog):
-    course, samples, results, _ = catalog
+    assignment, course, samples, results, _ = catalog
     wrong = {}
     for sample in samples:
-        expected = course.expected_scores(ASSIGNMENT, sample)
+        expected = course.expected_scores(assignment, sample)
         if results[sample.name].scores != expected:
             wrong[sample.name] = (
                 results[sample.name].scores,
@@ -107,7 +116,7 @@ def test_every_submission_gets_its_expected_scores(catalog):
 
 
 def test_every_verdict_names_what_happened(catalog):
-    _, samples, _, graded = catalog
+    _, _, samples, _, graded = catalog
     wrong = {}
     for sample in samples:
         verdicts = _verdicts(graded[sample.name])
@@ -117,18 +126,68 @@ def test_every_verdict_names_what_happened(catalog):
     assert not wrong
 
 
-def test_feedback_says_an_integrity_check_failed(catalog):
-    course, _, _, _ = catalog
+def test_the_grading_folder_is_intact(catalog):
+    """Whatever the submissions did, the grader's files are the grader's:
+    no link anywhere, feedback folders hold feedback only (no copy of the
+    gradebook, no case file), the gradebook is a database, every student
+    has a log and a feedback page."""
+    assignment, course, samples, _, _ = catalog
+    grading = course.grading_dir
+    for path in grading.rglob("*"):
+        assert not path.is_symlink(), path
+        assert ".kit" not in path.parts, path
+        assert path.suffix != ".npz" or "trusted" in path.parts, path
+    for path in (grading / "feedback").rglob("*"):
+        if path.is_file():
+            assert path.suffix in (".html", ".txt"), path
+            assert not path.read_bytes().startswith(b"SQLite format 3"), path
+    if not os.environ.get("KIT_GRADEBOOK_URL"):
+        assert (grading / "gradebook.db").read_bytes()[:16] == b"SQLite format 3\x00"
+    page = Path(course.notebook_name(assignment)).with_suffix(".html").name
+    for sample in samples:
+        assert (grading / "logs" / f"autograde-{sample.name}.log").is_file()
+        assert (grading / "feedback" / sample.name / assignment / page).is_file()
+
+
+def test_hidden_tests_show_nothing_the_code_printed(catalog):
+    _, _, samples, _, graded = catalog
+    for sample in samples:
+        for cell in graded[sample.name].cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade_id", "").startswith("hidden_"):
+                continue
+            for output in cell.outputs:
+                if output.output_type != "stream":
+                    continue
+                for line in output.text.splitlines():
+                    assert re.match(
+                        r"^(check_\w+: all \d+ cases passed|\(your code printed \d+)",
+                        line,
+                    ), (sample.name, meta["grade_id"], line[:120])
+
+
+# ------------------------------------------------------------------ Assignment 1
+
+
+@pytest.fixture
+def first(catalog):
+    if catalog[0] != "01_attention_seq2seq":
+        pytest.skip("Assignment 1's catalog")
+    return catalog
+
+
+def test_feedback_says_an_integrity_check_failed(first):
+    assignment, course, _, _, _ = first
     html = (
-        course.grading_dir / "feedback" / "monkeypatch-numpy" / ASSIGNMENT
-    ).joinpath(NOTEBOOK.replace(".ipynb", ".html"))
+        course.grading_dir / "feedback" / "monkeypatch-numpy" / assignment
+    ).joinpath("attention_seq2seq.html")
     text = html.read_text()
     assert "Integrity check failed" in text
     assert "assigns `np.allclose`" in text
 
 
-def test_forged_metadata_is_restored_with_a_note(catalog):
-    _, _, results, _ = catalog
+def test_forged_metadata_is_restored_with_a_note(first):
+    _, _, _, results, _ = first
     note = results["forged-metadata"].note
     assert "metadata removed from 1 cell(s)" in note
     assert "luong_attention restored" in note
@@ -136,9 +195,8 @@ def test_forged_metadata_is_restored_with_a_note(catalog):
 
 
 @pytest.mark.skipif(not CONFINED, reason="needs root and mount namespaces")
-def test_nothing_hidden_was_readable(catalog):
-    course, _, _, graded = catalog
-    own = str(course.grading_dir / "autograded" / "read-hidden-tests")
+def test_nothing_hidden_was_readable(first):
+    _, _, _, _, graded = first
     lines = [
         line
         for cell in graded["read-hidden-tests"].cells
@@ -146,13 +204,12 @@ def test_nothing_hidden_was_readable(catalog):
         for line in "".join(output.get("text", "")).splitlines()
         if line.startswith("READ ")
     ]
-    foreign = [line for line in lines if not line.split()[1].startswith(own)]
-    assert foreign == []
+    assert lines == [], lines
 
 
 @pytest.mark.skipif(not CONFINED, reason="needs root and mount namespaces")
-def test_writes_outside_the_submission_folder_do_not_land(catalog):
-    course, _, _, graded = catalog
+def test_writes_outside_the_submission_folder_do_not_land(first):
+    _, course, _, _, graded = first
     for target in [
         course.root / "PWNED-by-a-student",
         course.grading_dir / "PWNED-by-a-student",
@@ -160,10 +217,17 @@ def test_writes_outside_the_submission_folder_do_not_land(catalog):
     ]:
         assert not target.exists(), target
     printed = json.dumps(nbformat.writes(graded["write-elsewhere"]))
-    assert "Permission denied" in printed
+    assert "Permission denied" in printed or "Read-only file system" in printed
 
 
 def test_correct_unusual_submissions_keep_full_points(catalog):
-    _, _, results, _ = catalog
-    for name in ["added-cells-correct", "float64-inside"]:
-        assert results[name].total == 17, (name, results[name].scores)
+    assignment, course, samples, results, _ = catalog
+    full = sum(course.exercises(assignment).values())
+    for sample in samples:
+        if sample.name.startswith(
+            ("correct-", "added-cells-correct", "float64-inside")
+        ):
+            assert results[sample.name].total == full, (
+                sample.name,
+                results[sample.name].scores,
+            )

@@ -79,15 +79,93 @@ def check_masks(padding_mask, causal_mask, combined_mask, cases="visible"):
     run_check("check_masks", cases, probe)
 
 
+def _mentions(node, names):
+    """Whether an expression uses one of `names` (as a name or attribute)."""
+    return any(
+        (isinstance(n, ast.Name) and n.id in names)
+        or (isinstance(n, ast.Attribute) and n.attr in names)
+        for n in ast.walk(node)
+    )
+
+
+_SPLITS = frozenset({"split", "unstack", "array_split"})
+
+
+def _over_heads(node, counts):
+    """Whether a loop's iterable walks the heads: it uses the head count, or
+    splits or unstacks a tensor, or is a collection named after heads."""
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Call):
+            func = inner.func
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else getattr(func, "id", "")
+            )
+            if name in _SPLITS:
+                return True
+        if isinstance(inner, ast.Attribute | ast.Name):
+            label = inner.attr if isinstance(inner, ast.Attribute) else inner.id
+            if "head" in label.lower() and label not in ("num_heads",):
+                return True
+    return _mentions(node, counts)
+
+
+def _head_counts(function):
+    """`num_heads` and the local names assigned from it (`h = self.num_heads`,
+    `h, dk = self.num_heads, self.key_dim`), to a fixed point."""
+    counts = {"num_heads"}
+    changed = True
+    while changed:
+        changed = False
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Assign | ast.AnnAssign):
+                continue
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            pairs = []
+            for target in targets:
+                if (
+                    isinstance(target, ast.Tuple)
+                    and isinstance(node.value, ast.Tuple)
+                    and len(target.elts) == len(node.value.elts)
+                ):
+                    pairs += zip(target.elts, node.value.elts, strict=True)
+                else:
+                    pairs.append((target, node.value))
+            for target, value in pairs:
+                if not (value is not None and _mentions(value, counts)):
+                    continue
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name) and name.id not in counts:
+                        counts.add(name.id)
+                        changed = True
+    return counts
+
+
 def _loops_over_heads(cls):
-    """Line numbers of loops in `call` (heads must be computed at once)."""
+    """Line numbers of loops in `call` that go over the heads (heads must be
+    computed at once). Other loops (over the masks, over query/key/value)
+    are fine."""
     try:
         source = textwrap.dedent(inspect.getsource(cls.call))
         tree = ast.parse(source)
     except (OSError, TypeError, SyntaxError):
         return []
-    loops = (ast.For, ast.While, ast.ListComp, ast.GeneratorExp, ast.DictComp)
-    return [node.lineno for node in ast.walk(tree) if isinstance(node, loops)]
+    counts = _head_counts(tree)
+    comprehensions = ast.ListComp | ast.GeneratorExp | ast.DictComp | ast.SetComp
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.For):
+            found = _over_heads(node.iter, counts)
+        elif isinstance(node, ast.While):
+            found = _mentions(node.test, counts)
+        elif isinstance(node, comprehensions):
+            found = any(_over_heads(g.iter, counts) for g in node.generators)
+        else:
+            found = False
+        if found:
+            lines.append(node.lineno)
+    return sorted(lines)
 
 
 def _mha_call(layer, case, kwargs):
