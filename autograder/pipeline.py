@@ -196,10 +196,24 @@ class Course:
             )
         return built
 
-    def _generate_assignments(self, release, log_dir=None):
-        """Build the solutions; run nbgrader's generate_assignment into `release`."""
-        self.build_solutions()
-        for assignment in self.assignments():
+    def _generate_assignments(
+        self, release, log_dir=None, assignments=None, stamps=None
+    ):
+        """Build the solutions; run nbgrader's generate_assignment into `release`.
+
+        With `stamps` (a folder), an assignment whose source, configuration
+        and gradebook entry have not changed since the last run is skipped.
+        """
+        for assignment in assignments or self.assignments():
+            digest = hashlib.sha256()
+            for source in self.sources(assignment):
+                write_notebook(build_source(source), source.with_suffix(".ipynb"))
+                digest.update(source.read_bytes())
+            digest.update((self.root / "nbgrader_config.py").read_bytes())
+            digest.update(str(release).encode())
+            stamp = stamps and Path(stamps) / f"generated-{assignment}.sha256"
+            if stamp and self._generated(stamp, digest.hexdigest(), assignment):
+                continue
             code, output = self.nbgrader(
                 "generate_assignment",
                 assignment,
@@ -211,6 +225,26 @@ class Course:
                 raise PipelineError(
                     f"generate_assignment {assignment} failed:\n{output}"
                 )
+            if stamp:
+                stamp.parent.mkdir(parents=True, exist_ok=True)
+                stamp.write_text(digest.hexdigest())
+
+    def _generated(self, stamp, digest, assignment):
+        """Whether `assignment` was generated from this very source and is in
+        the gradebook."""
+        from nbgrader.api import MissingEntry
+
+        try:
+            if stamp.read_text() != digest:
+                return False
+        except OSError:
+            return False
+        try:
+            with self.gradebook() as gradebook:
+                gradebook.find_assignment(assignment)
+        except MissingEntry:
+            return False
+        return True
 
     def generate(self, release_dir=None):
         """Build the solutions and generate the student versions into `release_dir`."""
@@ -316,8 +350,10 @@ class Course:
 
     # ------------------------------------------------------------- grading
 
-    def prepare_grading(self):
-        """Grading folder, sandbox kernel and the assignments in the gradebook.
+    def prepare_grading(self, assignments=None):
+        """Grading folder, sandbox kernel and the assignments (all, or those
+        given) in the gradebook, with their trusted facts and expected
+        outputs; what is already current is kept.
 
         `KIT_SANDBOX=0` grades with the plain Python kernel instead.
         """
@@ -330,9 +366,12 @@ class Course:
         elif kernels.exists():
             shutil.rmtree(kernels)
         self._generate_assignments(
-            self.grading_dir / "release", self.grading_dir / "logs"
+            self.grading_dir / "release",
+            self.grading_dir / "logs",
+            assignments,
+            stamps=self.grading_dir / "trusted",
         )
-        for assignment in self.assignments():
+        for assignment in assignments or self.assignments():
             for source in self.sources(assignment):
                 trusted.prepare(
                     source.with_suffix(".ipynb"),
@@ -357,7 +396,7 @@ class Course:
             time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime())
         )
 
-    def grade_one(self, assignment, student, notebook, timeout=NOTEBOOK_TIMEOUT):
+    def grade_one(self, assignment, student, notebook, timeout=None):
         """Grade one submission with the grading unit (`autograder.unit`)."""
         return grade_submission(self, assignment, student, notebook, timeout)
 
@@ -370,7 +409,7 @@ class Course:
         and the others are graded. Files are read without following links
         (below `root`, the folder the instructor named, when given).
         """
-        self.prepare_grading()
+        self.prepare_grading([assignment])
         state = self.grading_dir / f"grades-{assignment}.json"
         earlier = {} if regrade else load_results(state)
         done = dict(earlier)

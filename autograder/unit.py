@@ -34,8 +34,13 @@ __all__ = ["NOTEBOOK_TIMEOUT", "GradeResult", "grade_submission"]
 
 #: The whole notebook's time budget, seconds (beside nbgrader's per-cell
 #: `Execute.timeout`). nbgrader is killed this long after it, as a backstop.
-NOTEBOOK_TIMEOUT = int(os.environ.get("KIT_NOTEBOOK_TIMEOUT", "900"))
+NOTEBOOK_TIMEOUT = 900
 HARD_LIMIT_GRACE = 120
+
+
+def notebook_timeout():
+    """The whole notebook's budget: `KIT_NOTEBOOK_TIMEOUT`, default 900 s."""
+    return int(os.environ.get("KIT_NOTEBOOK_TIMEOUT", NOTEBOOK_TIMEOUT))
 
 
 @dataclasses.dataclass
@@ -70,12 +75,14 @@ def test_points(notebook):
     return points
 
 
-def grade_submission(course, assignment, student, notebook, timeout=NOTEBOOK_TIMEOUT):
-    """Grade one notebook (a NotebookNode, already inspected) of `student`.
+def grade_submission(course, assignment, student, notebook, timeout=None):
+    """Grade one notebook (a NotebookNode, already inspected) of `student`,
+    within `timeout` seconds (default `notebook_timeout()`).
 
     Returns:
         A `GradeResult` whose scores are what the gradebook now holds.
     """
+    timeout = timeout or notebook_timeout()
     course.submit(assignment, student, notebook)
     course.forget(assignment, student)  # a failed regrade must not keep old scores
     run = runs.RunFolder.create()

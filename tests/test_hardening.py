@@ -630,15 +630,26 @@ def test_two_batches_at_once_grade_as_one_after_the_other(tmp_path):
         except Exception as error:  # reported below
             errors.append(error)
 
+    from autograder import runs
+
+    made = []
+    create = runs.RunFolder.create
+
+    def recorded(*args, **kwargs):
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
     threads = [threading.Thread(target=batch, args=(n,)) for n in ("one", "two")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs.RunFolder, "create", recorded)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     assert not errors
     assert outcome == {"one": expected, "two": expected}
-    leftovers = [p for p in Path("/tmp").glob("kit-run-*")]
-    assert not leftovers, leftovers
+    assert len({run.path for run in made}) == 4  # one per submission
+    assert not [run.path for run in made if run.path.exists()]  # all removed
 
 
 def test_the_journal_keeps_verdicts_when_nbgrader_fails(tmp_path):
@@ -671,3 +682,44 @@ def test_the_journal_keeps_verdicts_when_nbgrader_fails(tmp_path):
     ).read_text()
     assert "check_dot_score: case 1 of 2 failed" in page and "a note" in page
     assert json.dumps(journal)  # what the unit reads is plain JSON
+
+
+def test_a_stuck_kernel_and_the_notebook_budget_keep_decided_points(tmp_path):
+    """A kernel stuck in C code (a regular expression that backtracks for
+    ever does not answer an interrupt) is replaced and the rest graded; a
+    notebook that runs out of its time budget keeps the tests it reached."""
+    course = Course(grading_dir=tmp_path / "grading")
+    full = course.exercises(ASSIGNMENT)
+    stuck = _solution(
+        course,
+        [
+            _insert_before(
+                "test_luong_attention",
+                "import re\n\nre.match(r'(a+)+$', 'a' * 64 + 'b')\n",
+            )
+        ],
+    )
+    # five interrupted loops of 10 s: past a 45 s budget
+    loop = "while True:\n    pass\n"
+    slow = _solution(course, [_insert_before("luong_attention", loop)] * 5)
+    paths = {}
+    for name, notebook in (("stuck", stuck), ("over-budget", slow)):
+        paths[name] = tmp_path / f"{name}.ipynb"
+        nbformat.write(notebook, paths[name])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIT_CELL_TIMEOUT", "10")
+        patch.setenv("KIT_NOTEBOOK_TIMEOUT", "45")
+        results = {
+            r.student: r
+            for r in grade_folder(course, ASSIGNMENT, paths, log=lambda _: None)
+        }
+    assert results["stuck"].scores == dict(full), results["stuck"].note
+    assert "stopped answering" in results["stuck"].note
+    over = results["over-budget"]
+    assert over.scores["masked_softmax"] == 2  # decided before the budget ran out
+    assert over.scores["bahdanau_decoder_step"] == 0  # never reached
+    assert "time limit of 45 s" in over.note
+    page = (course.grading_dir / "feedback" / "over-budget" / ASSIGNMENT).joinpath(
+        "attention_seq2seq.html"
+    )
+    assert "NotGraded" in page.read_text()
