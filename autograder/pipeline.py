@@ -81,6 +81,9 @@ class Sample:
     patches: list
     expected: dict  # exercise -> points
     verdicts: dict = dataclasses.field(default_factory=dict)  # exercise -> error name
+    # What finds the verdicts: "scan" (the code as written), "runtime" (only
+    # what runs: the scan must not see it), or "mixed".
+    found_by: str = "scan"
 
 
 class Course:
@@ -297,6 +300,7 @@ class Course:
                 patches=s.get("patch", []),
                 expected=s.get("expected", {}),
                 verdicts=s.get("verdicts", {}),
+                found_by=s.get("found_by", "scan"),
             )
             for s in data["sample"]
         ]

@@ -29,8 +29,10 @@ creates), a parameter, a builtin, or unknown (bound in another cell).
 
 The scan is syntactic: a name built at run time (`"dot_" +
 "product_attention"`) or an object passed around through parameters is
-beyond it; the kernel's own report (`checks.integrity`) and the list of the
-built layer's sublayers cover those at run time.
+beyond it; at run time, `checks.watch` notes every Keras attention layer or
+fused attention op the student's code calls during a check, the built
+layer's sublayers and base classes are listed, and the kernel reports what
+was replaced (`checks.integrity`).
 
 Each finding is a line number and a short reason, for the feedback.
 """

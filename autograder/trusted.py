@@ -331,6 +331,8 @@ def _label(cell, index):
     meta = cell.metadata.get("nbgrader", {})
     if meta.get("solution") and meta.get("grade_id"):
         return f"answer cell `{meta['grade_id']}`"
+    if _is_test(cell) and meta.get("grade_id"):
+        return f"test cell `{meta['grade_id']}`"
     first = next((ln.strip() for ln in cell.source.splitlines() if ln.strip()), "")
     first = first if len(first) <= 40 else first[:37] + "..."
     return f"cell {index + 1} (`{first}`)"

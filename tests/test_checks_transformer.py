@@ -267,3 +267,18 @@ class FromZero(T.WarmupSchedule):
 def test_schedule_from_step_zero_is_named():
     with pytest.raises(CheckFailed, match="one step behind"):
         checks.check_warmup_schedule(FromZero)
+
+
+class ZeroedEncoder(T.Encoder):
+    """A correct encoder that also zeroes its padded positions."""
+
+    def call(self, tokens, training=None):
+        x = super().call(tokens, training=training)
+        return x * ops.cast(ops.not_equal(tokens, 0), x.dtype)[..., None]
+
+
+@pytest.mark.parametrize("which", ["visible", "hidden"])
+def test_padded_positions_are_not_compared_after_a_config_round_trip(which):
+    """The rebuilt layer's outputs are compared where the layer's own are:
+    not at padded positions (a correct stack may put anything there)."""
+    checks.check_encoder(ZeroedEncoder, cases=which)

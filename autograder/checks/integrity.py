@@ -62,6 +62,15 @@ def _classes():
     interactive = sys.modules.get("IPython.core.interactiveshell")
     if interactive is not None:
         found.append(interactive.InteractiveShell)
+    # The checks' own classes (the source that sends the record, the probes).
+    for name in _MODULES:
+        module = sys.modules.get(name)
+        if module is not None and name.startswith("autograder."):
+            found += [
+                value
+                for value in vars(module).values()
+                if isinstance(value, type) and value.__module__ == name
+            ]
     return found
 
 

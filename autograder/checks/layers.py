@@ -10,7 +10,7 @@ import contextlib
 
 import numpy as np
 
-from autograder.checks.core import CheckFailed, student_code
+from autograder.checks.core import ROUND_TRIP, CheckFailed, student_code
 
 __all__ = [
     "BORROWED_MODULES",
@@ -447,7 +447,7 @@ class LayerProbe:
                     self.run(clone, case)
                 inject(clone, self.specs(case))
             for name, value in self.run(clone, case).items():
-                outputs[f"{name} after from_config"] = value
+                outputs[f"{name}{ROUND_TRIP}"] = value
         return outputs
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from autograder.checks.core import Tolerance, compare, drawing
+from autograder.checks.core import ROUND_TRIP, Tolerance, compare, drawing, valid_for
 
 __all__ = ["APART", "Spec", "names", "register", "spec"]
 
@@ -126,7 +126,7 @@ class Spec:
                 continue
             levels[name] = max(
                 (
-                    _level(value, right[key], case.valid.get(key))
+                    _level(value, right[key], valid_for(case, key))
                     for key, value in variant.items()
                     if key in right
                 ),
@@ -141,7 +141,7 @@ class Spec:
             expected = dict(self.reference(case))
             if index == 0 and self.round_trip:
                 main = {k: v for k, v in expected.items() if "(" not in k}
-                expected.update({f"{k} after from_config": v for k, v in main.items()})
+                expected.update({f"{k}{ROUND_TRIP}": v for k, v in main.items()})
             variants = []
             for _, hint, outputs in self.mistakes:
                 try:
