@@ -48,6 +48,7 @@ STUDENT_MODULES = (
     "checks/store.py",
     "checks/transformer.py",
     "checks/verdict.py",
+    "checks/watch.py",
 )
 DATA_FILES = (
     "__init__.py",

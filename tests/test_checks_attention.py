@@ -327,6 +327,9 @@ LOOPS = {
     "q, k, v = [x * 2 for x in (query, value, value)]": False,
     "for name in ('W_q', 'W_k'):\n            pass": False,
     "dk = self.key_dim\n        sizes = [dk for _ in range(3)]": False,
+    "inner = Inner(self.num_heads)\n"
+    "        for w in inner.weights:\n            pass": False,
+    "n = int(self.num_heads)\n        for i in range(n):\n            pass": True,
 }
 
 

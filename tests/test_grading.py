@@ -59,7 +59,17 @@ def special_submissions(course):
 
     killer = _solution(course)
     _cell(killer, "luong_attention").source = "import os\nos._exit(1)\n"
-    out["kills-kernel"] = (killer, dict.fromkeys(full, 0.0))
+    # The tests before it keep their points (the kernel is restarted); its
+    # `import os` is tampering, so the tests after it score 0.
+    out["kills-kernel"] = (
+        killer,
+        {
+            **full,
+            "luong_attention": 0,
+            "bahdanau_attention": 0,
+            "bahdanau_decoder_step": 0,
+        },
+    )
 
     deleted = _solution(course)
     deleted.cells = [

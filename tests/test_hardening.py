@@ -685,20 +685,19 @@ def test_the_journal_keeps_verdicts_when_nbgrader_fails(tmp_path):
 
 
 def test_a_stuck_kernel_and_the_notebook_budget_keep_decided_points(tmp_path):
-    """A kernel stuck in C code (a regular expression that backtracks for
-    ever does not answer an interrupt) is replaced and the rest graded; a
-    notebook that runs out of its time budget keeps the tests it reached."""
+    """A kernel that no longer answers (it ignores the interrupt, here by
+    libc's `signal(SIGINT, SIG_IGN)` reached without an import, then loops)
+    is replaced and the rest graded; a notebook that runs out of its time
+    budget keeps the tests it reached."""
     course = Course(grading_dir=tmp_path / "grading")
     full = course.exercises(ASSIGNMENT)
-    stuck = _solution(
-        course,
-        [
-            _insert_before(
-                "test_luong_attention",
-                "import re\n\nre.match(r'(a+)+$', 'a' * 64 + 'b')\n",
-            )
-        ],
+    deaf = (
+        'libc = getattr(getattr(np, "ctypes" + "lib"), "cty" + "pes").CDLL(None)\n'
+        "libc.signal(2, 1)  # SIGINT ignored\n"
+        "while True:\n"
+        "    pass\n"
     )
+    stuck = _solution(course, [_insert_before("test_luong_attention", deaf)])
     # five interrupted loops of 10 s: past a 45 s budget
     loop = "while True:\n    pass\n"
     slow = _solution(course, [_insert_before("luong_attention", loop)] * 5)

@@ -111,6 +111,25 @@ def _over_heads(node, counts):
     return _mentions(node, counts)
 
 
+_COUNTING = frozenset({"int", "len", "abs", "max", "min"})
+
+
+def _plain(value):
+    """Whether an expression is arithmetic on names (`self.num_heads // 2`,
+    `int(h)`): what carries a count. A layer built from the head count
+    (`MultiHeadAttention(self.num_heads, ...)`) is not a count."""
+    if value is None:
+        return False
+    for node in ast.walk(value):
+        if isinstance(node, ast.Call) and not (
+            isinstance(node.func, ast.Name) and node.func.id in _COUNTING
+        ):
+            return False
+        if isinstance(node, ast.Lambda | ast.comprehension):
+            return False
+    return True
+
+
 def _head_counts(function):
     """`num_heads` and the local names assigned from it (`h = self.num_heads`,
     `h, dk = self.num_heads, self.key_dim`), to a fixed point."""
@@ -133,7 +152,7 @@ def _head_counts(function):
                 else:
                     pairs.append((target, node.value))
             for target, value in pairs:
-                if not (value is not None and _mentions(value, counts)):
+                if not (_plain(value) and _mentions(value, counts)):
                     continue
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name) and name.id not in counts:
