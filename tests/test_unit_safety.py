@@ -222,3 +222,41 @@ def test_the_kernel_keeps_no_secret_of_the_grader():
         "NBGRADER_EXECUTION",
         "KIT_GRADING_CASES",
     }
+
+
+# ------------------------------------------------------------------ watch
+
+
+def _python(code):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_grader_process_never_loads_keras_for_the_checks():
+    """The grader imports the checks to read records: TensorFlow would cost
+    it seconds per submission, and the wrappers are the kernel's business."""
+    assert (
+        _python(
+            "import sys, autograder.trusted\n"
+            "from autograder.checks import watch\n"
+            "print('keras' in sys.modules, bool(watch._INSTALLED))"
+        )
+        == "False False"
+    )
+
+
+def test_a_notebook_importing_keras_first_is_watched_from_the_start():
+    assert (
+        _python(
+            "import keras\n"
+            "import autograder.checks\n"
+            "from autograder.checks import watch\n"
+            "print(bool(watch._INSTALLED), keras.layers.Layer.__call__.__module__)"
+        )
+        == "True keras.src.layers.layer"
+    )

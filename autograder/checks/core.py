@@ -519,9 +519,10 @@ def run_check(check_name, which, probe, borrowing="attention"):
     """The body of every `check_*`: get the cases, run the student's code, and
     decide here (in a notebook) or record for the grader (while grading)."""
     __tracebackhide__ = True
-    from autograder.checks import sources
+    from autograder.checks import sources, watch
     from autograder.checks.layers import borrowed_message, collect_sublayers
 
+    watch.install()  # in case Keras was imported after the checks
     source = sources.current()
     cases = source.cases(check_name, which)
     with collect_sublayers() as sublayers:
