@@ -135,7 +135,8 @@ def _keep_decided(course, assignment, student, journal):
     notebook = Path(course.notebook_name(assignment)).stem
     with course.gradebook() as gradebook:
         gradebook.update_or_create_student(student)
-        gradebook.update_or_create_submission(assignment, student)
+        with gradebook.db.no_autoflush:  # nbgrader builds the rows, then adds them
+            gradebook.update_or_create_submission(assignment, student)
         for grade_id, full in points.items():
             try:
                 grade = gradebook.find_grade(grade_id, notebook, assignment, student)
