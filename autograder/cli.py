@@ -85,15 +85,47 @@ def find_submissions(folder, assignment):
 
 
 def grade_folder(
-    course, assignment, submissions, feedback=True, log=print, regrade=False, root=None
+    course,
+    assignment,
+    submissions,
+    feedback=True,
+    log=print,
+    regrade=False,
+    root=None,
+    engine=None,
+    only=None,
+    progress=False,
 ):
+    """Grade `{student: path}` on `engine` (default: this process's shared
+    local cluster); return the results in the same order."""
+    from autograder import engine as engines
+    from autograder.job import GradingJob
+
     log(f"  ({sandbox.describe()})")
-    results = course.grade_all(
-        assignment, submissions, regrade=regrade, log=log, root=root
+    job = GradingJob(
+        course,
+        assignment,
+        engine or engines.shared,
+        log=log,
+        regrade=regrade,
+        only=only,
+        feedback=feedback,
+        progress=progress,
     )
-    if feedback:
-        course.feedback(assignment, log=log)
-    return results
+    return job.run(submissions, root)
+
+
+def _engine(args):
+    """The engine the command asks for: `--scheduler ADDRESS` (an existing
+    cluster) or a local cluster of `--workers N`."""
+    from autograder import engine as engines
+
+    engine = engines.shared(
+        getattr(args, "workers", None), getattr(args, "scheduler", None)
+    )
+    where = args.scheduler or f"a local cluster of {engine.worker_count()} worker(s)"
+    print(f"Grading on {where}; dashboard: {engine.dashboard}")
+    return engine
 
 
 def cmd_grade(args):
@@ -103,17 +135,27 @@ def cmd_grade(args):
     if not submissions:
         print(f"No notebooks found in {args.submissions}.")
         return 1
+    only = [s for s in (args.only or "").split(",") if s]
+    unknown = sorted(set(only) - set(submissions))
+    if unknown:
+        print(f"No submission of {', '.join(unknown)} in {args.submissions}.")
+        return 1
     print(
-        f"Grading {len(submissions)} submission(s) of {args.assignment} "
+        f"Grading {len(only) or len(submissions)} submission(s) of {args.assignment} "
         f"into {course.grading_dir}"
     )
+    engine = _engine(args)
     results = grade_folder(
         course,
         args.assignment,
         submissions,
         not args.no_feedback,
+        log=(lambda _: None) if args.quiet else print,
         regrade=args.regrade,
         root=args.submissions,
+        engine=engine,
+        only=only,
+        progress=True,
     )
     print()
     print(format_table(results))
@@ -126,6 +168,7 @@ def cmd_demo(args):
     started = time.monotonic()
     print("Generating the student versions (assignments/) from solutions/ ...")
     course.generate()
+    engine = _engine(args)
     status = 0
     catalogs = ["samples", "integrity"] if args.integrity else ["samples"]
     for assignment in course.assignments():
@@ -137,7 +180,9 @@ def cmd_demo(args):
                 course, assignment, course.grading_dir / catalog / assignment, catalog
             )
             print(f"\nAutograding {len(paths)} {catalog} submissions of {assignment}:")
-            results = grade_folder(course, assignment, paths, regrade=True)
+            results = grade_folder(
+                course, assignment, paths, regrade=True, engine=engine, progress=True
+            )
             expected = {s.name: course.expected_scores(assignment, s) for s in samples}
             print()
             print(format_table(results, expected))
@@ -185,6 +230,19 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="grading folder (default build/grading)")
     p.add_argument("--no-feedback", action="store_true")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default: what the cores and memory allow)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="grade on an existing Dask cluster, e.g. tcp://host:8786",
+    )
+    p.add_argument("--only", default="", help="grade only these students: s1,s2")
+    p.add_argument("--quiet", action="store_true", help="no line per submission")
+    p.add_argument(
         "--regrade",
         action="store_true",
         help="grade every submission again (default: an interrupted or repeated "
@@ -197,6 +255,8 @@ def main(argv=None):
         help="folder (default build/student-bundle)",
     )
     p = sub.add_parser("demo", help="grade the bundled sample submissions")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes")
+    p.add_argument("--scheduler", default=None, help="an existing Dask cluster")
     p.add_argument(
         "--out", default="build/demo", help="grading folder (default build/demo)"
     )

@@ -89,11 +89,12 @@ class Sample:
 class Course:
     """One course folder: its assignments, notebooks and grading directory."""
 
-    def __init__(self, root=None, grading_dir=None):
+    def __init__(self, root=None, grading_dir=None, gradebook_url=None):
         self.root = find_root(root)
         self.grading_dir = Path(
             grading_dir or self.root / "build" / "grading"
         ).resolve()
+        self._gradebook_url = gradebook_url
 
     # ------------------------------------------------------------- layout
 
@@ -140,6 +141,7 @@ class Course:
         env = dict(os.environ)
         env.update(TF_QUIET_ENV)
         env["KIT_GRADING_DIR"] = str(self.grading_dir)
+        env["KIT_GRADEBOOK_URL"] = self.gradebook_url()
         env["KIT_COURSE_ROOT"] = str(self.root)
         env[trusted.TRUSTED_ENV] = str(self.grading_dir / "trusted")
         # nbgrader runs `alembic` and kernels by name: this environment's first.
@@ -361,14 +363,7 @@ class Course:
 
         `KIT_SANDBOX=0` grades with the plain Python kernel instead.
         """
-        self.grading_dir.mkdir(parents=True, exist_ok=True)
-        kernels = self.grading_dir / "jupyter"
-        if os.environ.get("KIT_SANDBOX", "1") != "0":
-            sandbox.write_kernelspec(
-                kernels, sandbox.hidden_paths(self.root, self.grading_dir)
-            )
-        elif kernels.exists():
-            shutil.rmtree(kernels)
+        self.write_kernel()
         self._generate_assignments(
             self.grading_dir / "release",
             self.grading_dir / "logs",
@@ -382,6 +377,18 @@ class Course:
                     assignment,
                     self.grading_dir / "trusted",
                 )
+
+    def write_kernel(self):
+        """The grading kernel's spec, with the sandbox's current settings
+        (`KIT_SANDBOX=0`: the plain Python kernel instead)."""
+        self.grading_dir.mkdir(parents=True, exist_ok=True)
+        kernels = self.grading_dir / "jupyter"
+        if os.environ.get("KIT_SANDBOX", "1") != "0":
+            sandbox.write_kernelspec(
+                kernels, sandbox.hidden_paths(self.root, self.grading_dir)
+            )
+        elif kernels.exists():
+            shutil.rmtree(kernels)
 
     def submit(self, assignment, student, notebook):
         """Place a notebook (a NotebookNode) where nbgrader reads it."""
@@ -401,68 +408,23 @@ class Course:
         )
 
     def grade_one(self, assignment, student, notebook, timeout=None):
-        """Grade one submission with the grading unit (`autograder.unit`)."""
+        """Grade one submission with the grading unit, here, in its own
+        nbgrader process (`autograder.unit`; batches go through the engine)."""
         return grade_submission(self, assignment, student, notebook, timeout)
 
-    def grade_all(self, assignment, submissions, regrade=False, log=print, root=None):
-        """Grade `{student: path}`, resuming an interrupted run.
-
-        Results are written after every submission. On the next run a
-        submission whose file is unchanged keeps its result (unless
-        `regrade`); one that cannot be read as a notebook gets 0 and a note,
-        and the others are graded. Files are read without following links
-        (below `root`, the folder the instructor named, when given).
-        """
-        self.prepare_grading([assignment])
-        state = self.grading_dir / f"grades-{assignment}.json"
-        earlier = {} if regrade else load_results(state)
-        done = dict(earlier)
-        results = []
-        for student, path in submissions.items():
-            raw, problem = read_submission(path, root)
-            digest = hashlib.sha256(raw).hexdigest() if raw is not None else ""
-            previous = earlier.get(student)
-            if previous is not None and digest and previous.digest == digest:
-                log(f"  kept {student}: {previous.total:g} (graded before, unchanged)")
-                results.append(previous)
-                continue
-            notes = []
-            if not problem:
-                notebook, notes, problem = inspect_submission(
-                    raw, self.released_notebook(assignment)
-                )
-            if problem:
-                self.forget(assignment, student)
-                max_scores = self.exercises(assignment)
-                result = GradeResult(
-                    student,
-                    dict.fromkeys(max_scores, 0.0),
-                    max_scores,
-                    f"not graded: {problem}; graded 0",
-                    0.0,
-                    digest,
-                )
-            else:
-                result = self.grade_one(assignment, student, notebook)
-                result.digest = digest
-                result.note = "; ".join(filter(None, [*notes, result.note]))
-            log(
-                f"  graded {student}: {result.total:g}/"
-                f"{sum(result.max_scores.values()):g} in {result.seconds:.1f} s"
-                + (f"  ({result.note})" if result.note else "")
-            )
-            results.append(result)
-            done[student] = result
-            write_results(state, list(done.values()))
-        return results
+    def gradebook_url(self):
+        """nbgrader's gradebook: `KIT_GRADEBOOK_URL` (any SQLAlchemy URL, e.g.
+        PostgreSQL), by default SQLite in the grading folder."""
+        return (
+            self._gradebook_url
+            or os.environ.get("KIT_GRADEBOOK_URL")
+            or ("sqlite:///" + str(self.grading_dir / "gradebook.db"))
+        )
 
     def gradebook(self):
         from nbgrader.api import Gradebook
 
-        url = os.environ.get("KIT_GRADEBOOK_URL") or (
-            "sqlite:///" + str(self.grading_dir / "gradebook.db")
-        )
-        return Gradebook(url)
+        return Gradebook(self.gradebook_url())
 
     def forget(self, assignment, student):
         from nbgrader.api import MissingEntry
@@ -484,29 +446,6 @@ class Course:
                 for grade in notebook.grades:
                     out[grade.name] = grade.score
         return out
-
-    def feedback(self, assignment, log=print):
-        """nbgrader's feedback for every graded submission of `assignment`.
-
-        Nothing to do (no submission in the gradebook) is not an error; a
-        failure is reported and leaves the grades as they are."""
-        autograded = self.grading_dir / "autograded"
-        if not any(autograded.glob(f"*/{assignment}/*.ipynb")):
-            log(f"  (no autograded submission of {assignment}: no feedback to write)")
-            return self.grading_dir / "feedback"
-        code, output = self.nbgrader(
-            "generate_feedback",
-            assignment,
-            "--force",
-            log=self.grading_dir / "logs" / f"feedback-{assignment}.log",
-        )
-        if code != 0:
-            last = [line for line in output.splitlines() if line.strip()][-1:] or ["?"]
-            log(
-                f"  generate_feedback failed ({last[0][:160]}); see "
-                f"{self.grading_dir / 'logs' / f'feedback-{assignment}.log'}"
-            )
-        return self.grading_dir / "feedback"
 
 
 _SOLUTION_BLOCK = re.compile(
@@ -589,27 +528,6 @@ def format_table(results, expected=None):
     if notes:
         lines += ["", "notes:", *notes]
     return "\n".join(lines)
-
-
-def results_json(results):
-    return json.dumps([dataclasses.asdict(r) for r in results], indent=1)
-
-
-def load_results(path):
-    """Results written by an earlier (possibly interrupted) run, by student."""
-    try:
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {row["student"]: GradeResult(**row) for row in rows}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-
-
-def write_results(path, results):
-    """Write the results atomically: an interrupted write leaves the old file."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(results_json(results), encoding="utf-8")
-    os.replace(partial, path)
 
 
 #: Largest notebook accepted, after its outputs are removed.

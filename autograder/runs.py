@@ -57,8 +57,10 @@ class RunFolder:
     journal = property(lambda self: self.path / "journal.json")
 
     @classmethod
-    def create(cls, base="/tmp"):
-        """A fresh run folder (short path: Unix socket paths are short)."""
+    def create(cls, base=None):
+        """A fresh run folder under `base` (default `KIT_RUN_BASE` or /tmp:
+        a short path, as Unix socket paths are short)."""
+        base = base or os.environ.get("KIT_RUN_BASE") or "/tmp"
         path = Path(tempfile.mkdtemp(prefix="kit-run-", dir=base))
         gid = _sandbox_gid()
         for name in ("cases", "ipc", "work"):

@@ -75,9 +75,16 @@ def test_points(notebook):
     return points
 
 
-def grade_submission(course, assignment, student, notebook, timeout=None):
+def grade_submission(
+    course, assignment, student, notebook, timeout=None, in_process=False
+):
     """Grade one notebook (a NotebookNode, already inspected) of `student`,
     within `timeout` seconds (default `notebook_timeout()`).
+
+    `in_process`: run nbgrader in this process (a warm grading worker, which
+    pays nbgrader's start-up once; the notebook's time budget is enforced by
+    `TrustedExecute`), and write the student's feedback page too. Otherwise
+    nbgrader runs as its own process, killed at the hard limit.
 
     Returns:
         A `GradeResult` whose scores are what the gradebook now holds.
@@ -87,17 +94,24 @@ def grade_submission(course, assignment, student, notebook, timeout=None):
     course.forget(assignment, student)  # a failed regrade must not keep old scores
     run = runs.RunFolder.create()
     started = time.monotonic()
+    env = {runs.RUN_ENV: str(run.path), "KIT_NOTEBOOK_TIMEOUT": str(timeout)}
+    log = course.grading_dir / "logs" / f"autograde-{student}.log"
     try:
-        code, output = course.nbgrader(
-            "autograde",
-            assignment,
-            "--student",
-            student,
-            "--force",
-            timeout=timeout + HARD_LIMIT_GRACE,
-            log=course.grading_dir / "logs" / f"autograde-{student}.log",
-            env={runs.RUN_ENV: str(run.path), "KIT_NOTEBOOK_TIMEOUT": str(timeout)},
-        )
+        if in_process:
+            code, output = nbgrader_in_process(
+                course, "autograde", assignment, student, env, log
+            )
+        else:
+            code, output = course.nbgrader(
+                "autograde",
+                assignment,
+                "--student",
+                student,
+                "--force",
+                timeout=timeout + HARD_LIMIT_GRACE,
+                log=log,
+                env=env,
+            )
         journal = run.read_journal()
     finally:
         run.remove()
@@ -122,8 +136,98 @@ def grade_submission(course, assignment, student, notebook, timeout=None):
         _write_fallback_feedback(course, assignment, student, journal, notes)
     else:
         notes.append(interruption_note(output))
+        if in_process:
+            code, output = nbgrader_in_process(
+                course, "generate_feedback", assignment, student, {}, None
+            )
+            if code != 0:
+                notes.append("the feedback page could not be written")
     note = "; ".join(filter(None, notes))
     return GradeResult(student, scores, max_scores, note, seconds)
+
+
+def collect(course, assignment, student, result):
+    """Everything the coordinator keeps of a graded submission, read from
+    this (worker's) grading folder, which is then cleared of it."""
+    notebook = course.notebook_name(assignment)
+    folders = {
+        kind: course.grading_dir / kind / student / assignment
+        for kind in ("submitted", "autograded", "feedback")
+    }
+
+    def text(path):
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    kept = {
+        "student": student,
+        "scores": result.scores,
+        "max_scores": result.max_scores,
+        "note": result.note,
+        "seconds": result.seconds,
+        "grades": course.grades(assignment, student),
+        "autograded": text(folders["autograded"] / notebook),
+        "feedback": text(folders["feedback"] / Path(notebook).with_suffix(".html")),
+        "log": text(course.grading_dir / "logs" / f"autograde-{student}.log") or "",
+    }
+    course.forget(assignment, student)
+    for folder in folders.values():
+        with contextlib.suppress(OSError):
+            parent = safefs.open_dir(folder.parent)
+            try:
+                safefs.remove_tree(folder.name, dir_fd=parent)
+            finally:
+                os.close(parent)
+    with contextlib.suppress(OSError):
+        (course.grading_dir / "logs" / f"autograde-{student}.log").unlink()
+    return kept
+
+
+@contextlib.contextmanager
+def environment(env):
+    """`os.environ` as `env` for a while (a worker grades one at a time)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def nbgrader_in_process(course, command, assignment, student, env, log=None):
+    """`nbgrader autograde|generate_feedback ASSIGNMENT --student S --force`,
+    run in this process with the course's `nbgrader_config.py` read afresh
+    (it reads the run's environment). Returns `(exit code, log text)`."""
+    import runpy
+
+    from nbgrader.converters import Autograde, GenerateFeedback
+    from nbgrader.coursedir import CourseDirectory
+    from nbgrader.utils import capture_log
+    from traitlets.config import Config
+
+    converter = {"autograde": Autograde, "generate_feedback": GenerateFeedback}[command]
+    with environment({**course.env(), **env}):
+        config = Config()
+        runpy.run_path(
+            str(course.root / "nbgrader_config.py"),
+            init_globals={"get_config": lambda: config},
+            run_name="nbgrader_config",
+        )
+        coursedir = CourseDirectory(config=config)
+        coursedir.assignment_id = assignment
+        coursedir.student_id = student
+        app = converter(coursedir=coursedir, config=config)
+        app.force = True
+        out = capture_log(app)
+    text = out.get("log", "") + (out.get("error") or "")
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(text, encoding="utf-8")
+    return (0 if out.get("success") else 1), text
 
 
 def _keep_decided(course, assignment, student, journal):

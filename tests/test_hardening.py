@@ -546,10 +546,19 @@ def test_a_batch_with_nothing_gradable_does_not_crash(tmp_path):
     broken = tmp_path / "broken.ipynb"
     broken.write_text("{not json")
     lines = []
-    results = grade_folder(course, ASSIGNMENT, {"broken": broken}, log=lines.append)
+    started = []
+
+    def engine():
+        started.append(True)
+        raise AssertionError("nothing to grade: no engine needed")
+
+    results = grade_folder(
+        course, ASSIGNMENT, {"broken": broken}, log=lines.append, engine=engine
+    )
     assert results[0].total == 0
     assert "not a notebook" in results[0].note
-    assert any("no feedback to write" in line for line in lines)
+    assert not started
+    assert (course.grading_dir / f"grades-{ASSIGNMENT}.json").is_file()
 
 
 def test_a_submission_that_is_a_link_is_not_followed(tmp_path):
@@ -602,7 +611,10 @@ def test_every_grading_process_has_its_own_socket_folder(tmp_path):
 
 
 def test_two_batches_at_once_grade_as_one_after_the_other(tmp_path):
-    """Two graders on one machine, at the same time: same grades as alone."""
+    """Two graders on one machine, at the same time, each with its own
+    workers: the same grades as alone, and no run folder left behind."""
+    from autograder.engine import Engine
+
     probe = Course(grading_dir=tmp_path / "probe")
     full = probe.exercises(ASSIGNMENT)
     buggy = [
@@ -614,9 +626,11 @@ def test_two_batches_at_once_grade_as_one_after_the_other(tmp_path):
     ]
     notebooks = {"right": _solution(probe), "no-mask": _solution(probe, buggy)}
     expected = {"right": dict(full), "no-mask": {**full, "luong_attention": 0}}
+    runs_base = tmp_path / "runs"
+    runs_base.mkdir()
     outcome, errors = {}, []
 
-    def batch(name):
+    def batch(name, engine):
         try:
             course = Course(grading_dir=tmp_path / name)
             paths = {}
@@ -624,32 +638,30 @@ def test_two_batches_at_once_grade_as_one_after_the_other(tmp_path):
                 paths[student] = tmp_path / f"{name}-{student}.ipynb"
                 nbformat.write(notebook, paths[student])
             results = grade_folder(
-                course, ASSIGNMENT, paths, feedback=False, log=lambda _: None
+                course, ASSIGNMENT, paths, log=lambda _: None, engine=engine
             )
             outcome[name] = {r.student: r.scores for r in results}
         except Exception as error:  # reported below
             errors.append(error)
 
-    from autograder import runs
-
-    made = []
-    create = runs.RunFolder.create
-
-    def recorded(*args, **kwargs):
-        made.append(create(*args, **kwargs))
-        return made[-1]
-
-    threads = [threading.Thread(target=batch, args=(n,)) for n in ("one", "two")]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runs.RunFolder, "create", recorded)
+        patch.setenv("KIT_RUN_BASE", str(runs_base))  # the workers inherit it
+        engines = {name: Engine(workers=1).start() for name in ("one", "two")}
+    try:
+        threads = [
+            threading.Thread(target=batch, args=(name, engine))
+            for name, engine in engines.items()
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+    finally:
+        for engine in engines.values():
+            engine.close()
     assert not errors
     assert outcome == {"one": expected, "two": expected}
-    assert len({run.path for run in made}) == 4  # one per submission
-    assert not [run.path for run in made if run.path.exists()]  # all removed
+    assert list(runs_base.iterdir()) == []  # every run folder removed
 
 
 def test_the_journal_keeps_verdicts_when_nbgrader_fails(tmp_path):

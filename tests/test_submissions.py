@@ -1,7 +1,7 @@
 """Malformed submissions get a clear reason; an interrupted batch resumes.
 
-These run the pipeline's own logic with nbgrader replaced by a stand-in, so
-they are fast; `test_grading.py` runs the real nbgrader.
+These run the grading job's own logic with the engine's workers replaced by
+a stand-in, so they are fast; `test_grading.py` grades for real.
 """
 
 import json
@@ -9,13 +9,13 @@ import json
 import nbformat
 import pytest
 
+from autograder.job import GradingJob
 from autograder.pipeline import (
     MAX_SUBMISSION_BYTES,
     Course,
-    GradeResult,
     inspect_submission,
-    load_results,
 )
+from autograder.records import Records
 
 ASSIGNMENT = "01_attention_seq2seq"
 
@@ -81,26 +81,30 @@ def test_too_large_after_outputs_are_dropped(tmp_path):
     assert problem.startswith("too large")
 
 
-class StandIn(Course):
-    """A Course whose nbgrader steps are recorded instead of run."""
+class StandInEngine:
+    """An engine whose workers are replaced by a stand-in: every submission
+    scores full points, and `crash_on` kills the coordinator there."""
 
-    def __init__(self, grading_dir, crash_on=None):
-        super().__init__(grading_dir=grading_dir)
+    def __init__(self, crash_on=None):
         self.graded, self.crash_on = [], crash_on
 
-    def prepare_grading(self, assignments=None):
-        self.grading_dir.mkdir(parents=True, exist_ok=True)
+    def prepare(self, course, assignment):
+        self.course = course
+        return "stand-in"
 
-    def forget(self, assignment, student):
-        pass
+    def grade(self, tasks):
+        for task in tasks:
+            if task.student == self.crash_on:
+                raise KeyboardInterrupt  # the grader is killed here
+            self.graded.append(task.student)
+            points = self.course.exercises(task.assignment)
+            yield task, {"scores": dict(points), "grades": {}, "note": ""}, None
 
-    def grade_one(self, assignment, student, notebook, timeout=None):
-        assert isinstance(notebook, nbformat.NotebookNode)
-        if student == self.crash_on:
-            raise KeyboardInterrupt  # the grader is killed here
-        self.graded.append(student)
-        points = self.exercises(assignment)
-        return GradeResult(student, dict(points), points)
+
+def grade(tmp_path, paths, engine, **options):
+    course = Course(grading_dir=tmp_path / "grading")
+    job = GradingJob(course, ASSIGNMENT, engine, log=lambda _: None, **options)
+    return job.run(paths)
 
 
 @pytest.fixture
@@ -117,11 +121,9 @@ def folder(tmp_path):
 
 def test_malformed_submission_is_reported_and_the_rest_graded(folder):
     tmp_path, paths = folder
-    course = StandIn(tmp_path / "grading")
-    results = {
-        r.student: r for r in course.grade_all(ASSIGNMENT, paths, log=lambda _: None)
-    }
-    assert course.graded == ["ada", "cy", "dee"]
+    engine = StandInEngine()
+    results = {r.student: r for r in grade(tmp_path, paths, engine)}
+    assert engine.graded == ["ada", "cy", "dee"]
     assert results["bob"].total == 0
     assert results["bob"].note.startswith("not graded: not a notebook: invalid JSON")
     saved = json.loads((tmp_path / "grading" / f"grades-{ASSIGNMENT}.json").read_text())
@@ -130,22 +132,26 @@ def test_malformed_submission_is_reported_and_the_rest_graded(folder):
 
 def test_interrupted_batch_resumes_keeping_grades_already_written(folder):
     tmp_path, paths = folder
-    first = StandIn(tmp_path / "grading", crash_on="cy")
     with pytest.raises(KeyboardInterrupt):
-        first.grade_all(ASSIGNMENT, paths, log=lambda _: None)
-    kept = load_results(tmp_path / "grading" / f"grades-{ASSIGNMENT}.json")
+        grade(tmp_path, paths, StandInEngine(crash_on="cy"))
+    kept = Records(Course(grading_dir=tmp_path / "grading"), ASSIGNMENT).earlier()
     assert set(kept) == {"ada", "bob"}
 
-    second = StandIn(tmp_path / "grading")
-    results = second.grade_all(ASSIGNMENT, paths, log=lambda _: None)
+    second = StandInEngine()
+    results = grade(tmp_path, paths, second)
     assert second.graded == ["cy", "dee"]  # ada and bob were not graded again
     assert [r.student for r in results] == ["ada", "bob", "cy", "dee"]
 
     paths["ada"].write_text(notebook_text("print(2)"))  # resubmitted, changed
-    third = StandIn(tmp_path / "grading")
-    third.grade_all(ASSIGNMENT, paths, log=lambda _: None)
+    third = StandInEngine()
+    grade(tmp_path, paths, third)
     assert third.graded == ["ada"]
 
-    fourth = StandIn(tmp_path / "grading")
-    fourth.grade_all(ASSIGNMENT, paths, regrade=True, log=lambda _: None)
+    fourth = StandInEngine()
+    grade(tmp_path, paths, fourth, regrade=True)
     assert fourth.graded == ["ada", "cy", "dee"]
+
+    fifth = StandInEngine()
+    results = grade(tmp_path, paths, fifth, only=["dee"])
+    assert fifth.graded == ["dee"]  # only those asked for
+    assert [r.student for r in results] == ["ada", "bob", "cy", "dee"]

@@ -1,0 +1,208 @@
+"""The gradebook's room: what the coordinator keeps of each graded submission.
+
+Workers grade in folders of their own and return what they found; only the
+coordinator writes the course's record, so the gradebook has one writer per
+grading run whatever the number of workers, and any SQLAlchemy database
+nbgrader supports (SQLite by default, PostgreSQL with `KIT_GRADEBOOK_URL`)
+serves. For each submission, as its result arrives:
+
+* the notebook as submitted goes to `submitted/<student>/<assignment>/`,
+  with its timestamp;
+* the points go into the gradebook through nbgrader's own
+  `SaveAutoGrades`, run on the autograded notebook (scores, the "needs
+  manual grade" flags and the "No response." comments, as `nbgrader
+  autograde` writes them); when the worker could only keep the verdicts it
+  had decided, those are written directly;
+* the autograded notebook, the feedback page and the log go to
+  `autograded/`, `feedback/` and `logs/`;
+* a small state file records the submission's digest, so that a run that
+  is interrupted (or repeated) keeps what was graded and grades the rest.
+
+After a run the grading folder is an ordinary nbgrader course layout:
+`nbgrader formgrader`, `generate_feedback` and `export` work on it.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import nbformat
+
+from autograder import safefs
+from autograder.unit import GradeResult, exercise_of
+
+__all__ = ["Records"]
+
+
+class Records:
+    """The coordinator's record of one assignment's grading."""
+
+    def __init__(self, course, assignment):
+        self.course = course
+        self.assignment = assignment
+        self.state = course.grading_dir / "state" / assignment
+
+    # ------------------------------------------------------------ resume
+
+    def earlier(self):
+        """student -> the `GradeResult` kept from an earlier run."""
+        found = {}
+        if not self.state.is_dir():
+            return found
+        for path in self.state.glob("*.json"):
+            try:
+                row = json.loads(path.read_text(encoding="utf-8"))
+                found[row["student"]] = GradeResult(**row)
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+        return found
+
+    def keep(self, result):
+        """Remember a result (atomically: a reader never sees half of it)."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        target = self.state / f"{result.student}.json"
+        partial = target.with_name(f".{result.student}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(dataclasses.asdict(result)), encoding="utf-8")
+        os.replace(partial, target)
+
+    def summary(self, path=None):
+        """Write `grades-<assignment>.json`: every result kept so far."""
+        rows = sorted(
+            (dataclasses.asdict(r) for r in self.earlier().values()),
+            key=lambda row: row["student"],
+        )
+        target = Path(
+            path or self.course.grading_dir / f"grades-{self.assignment}.json"
+        )
+        partial = target.with_name(target.name + f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        os.replace(partial, target)
+        return target
+
+    # ------------------------------------------------------------ writing
+
+    def not_graded(self, student, reason, digest):
+        """A submission that could not be graded: 0, with the reason."""
+        self.course.forget(self.assignment, student)
+        max_scores = self.course.exercises(self.assignment)
+        result = GradeResult(
+            student,
+            dict.fromkeys(max_scores, 0.0),
+            max_scores,
+            reason,
+            0.0,
+            digest,
+        )
+        self.keep(result)
+        return result
+
+    def write(self, student, notebook, digest, found, notes=(), feedback=True):
+        """Keep what a worker found for `student`: gradebook, files, state."""
+        course, assignment = self.course, self.assignment
+        course.submit(assignment, student, notebook)
+        course.forget(assignment, student)
+        name = course.notebook_name(assignment)
+        autograded = found.get("autograded")
+        if autograded:
+            self._save_auto_grades(student, nbformat.reads(autograded, as_version=4))
+        else:
+            self._save_grades(student, found.get("grades") or {})
+        folders = {
+            kind: course.grading_dir / kind / student / assignment
+            for kind in ("autograded", "feedback")
+        }
+        for folder in folders.values():
+            _clear(folder)
+        if autograded:
+            folders["autograded"].mkdir(parents=True)
+            (folders["autograded"] / name).write_text(autograded, encoding="utf-8")
+        if feedback and found.get("feedback"):
+            folders["feedback"].mkdir(parents=True)
+            page = folders["feedback"] / Path(name).with_suffix(".html").name
+            page.write_text(found["feedback"], encoding="utf-8")
+            stamp = course.grading_dir / "submitted" / student / assignment
+            with contextlib.suppress(OSError):
+                (folders["feedback"] / "timestamp.txt").write_bytes(
+                    (stamp / "timestamp.txt").read_bytes()
+                )
+        logs = course.grading_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"autograde-{student}.log").write_text(
+            found.get("log") or "", encoding="utf-8"
+        )
+        max_scores = course.exercises(assignment)
+        scores = dict.fromkeys(max_scores, 0.0)
+        for grade_id, score in course.grades(assignment, student).items():
+            scores[exercise_of(grade_id)] += score or 0.0
+        note = "; ".join(filter(None, [*notes, found.get("note", "")]))
+        if scores != found.get("scores", scores):
+            note = "; ".join(
+                filter(None, [note, f"the worker found {found['scores']}"])
+            )
+        result = GradeResult(
+            student, scores, max_scores, note, found.get("seconds", 0.0), digest
+        )
+        self.keep(result)
+        return result
+
+    def _submission(self, gradebook, student):
+        gradebook.update_or_create_student(student)
+        stamp = self.course.grading_dir / "submitted" / student / self.assignment
+        timestamp = None
+        with contextlib.suppress(OSError, ValueError):
+            from nbgrader.utils import parse_utc
+
+            timestamp = parse_utc((stamp / "timestamp.txt").read_text().strip())
+        with gradebook.db.no_autoflush:  # nbgrader builds the rows, then adds them
+            gradebook.update_or_create_submission(
+                self.assignment, student, timestamp=timestamp
+            )
+
+    def _save_auto_grades(self, student, notebook):
+        """nbgrader's own `SaveAutoGrades`, on the worker's autograded
+        notebook, into this course's gradebook."""
+        from nbgrader.preprocessors import SaveAutoGrades
+
+        with self.course.gradebook() as gradebook:
+            self._submission(gradebook, student)
+        resources = {
+            "nbgrader": {
+                "notebook": Path(self.course.notebook_name(self.assignment)).stem,
+                "assignment": self.assignment,
+                "student": student,
+                "db_url": self.course.gradebook_url(),
+            }
+        }
+        SaveAutoGrades().preprocess(notebook, resources)
+
+    def _save_grades(self, student, grades):
+        """The verdicts a worker kept when nbgrader could not finish."""
+        from nbgrader.api import MissingEntry
+
+        notebook = Path(self.course.notebook_name(self.assignment)).stem
+        with self.course.gradebook() as gradebook:
+            self._submission(gradebook, student)
+            for grade_id, score in grades.items():
+                try:
+                    grade = gradebook.find_grade(
+                        grade_id, notebook, self.assignment, student
+                    )
+                except MissingEntry:
+                    continue
+                grade.auto_score = score if score is not None else 0.0
+                grade.needs_manual_grade = False
+            gradebook.db.commit()
+
+
+def _clear(folder):
+    """Remove one of the coordinator's own folders (no link followed)."""
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        return
+    parent = safefs.open_dir(folder.parent)
+    try:
+        safefs.remove_tree(folder.name, dir_fd=parent)
+    finally:
+        os.close(parent)
