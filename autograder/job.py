@@ -11,6 +11,7 @@ grades only the rest.
 """
 
 import hashlib
+import os
 import sys
 import time
 
@@ -95,8 +96,17 @@ class GradingJob:
             if callable(self.engine):  # started only when there is work
                 self.engine = self.engine()
             key = self.engine.prepare(course, assignment)
+            # A worker on this machine hides this course and grading folder
+            # from its kernels too (elsewhere the paths do not exist).
+            from autograder import sandbox
+
+            hide = sandbox.hidden_paths(course.root, course.grading_dir)
             for task in tasks:
                 task.course_key = key
+                extra = task.settings.get("KIT_SANDBOX_HIDE", "")
+                task.settings["KIT_SANDBOX_HIDE"] = os.pathsep.join(
+                    filter(None, [extra, *hide])
+                )
             self._grade(tasks, waiting, results)
         self.records.summary()
         return [results[student] for student in submissions if student in results]

@@ -71,26 +71,38 @@ def sandbox_uid():
     return int(os.environ.get("KIT_SANDBOX_UID", "65534"))
 
 
+def _course_folders(root):
+    root = Path(root).resolve()
+    return [root / "solutions", root / "tests", root / ".git", root / "build"]
+
+
 def hidden_paths(course_root, grading_dir):
-    """What a grading kernel must not see."""
+    """What a grading kernel must not see: the course's solutions, tests,
+    history and builds, the grading folder, the reference and judge code,
+    and, when the kit is installed from a course checkout (an editable
+    install: a grading worker's course is a copy elsewhere), that checkout's
+    own course folders too."""
     root = Path(course_root).resolve()
     paths = [
-        root / "solutions",
-        root / "tests",
-        root / ".git",
-        root / "build",
+        *_course_folders(root),
         Path(grading_dir).resolve(),
         _PACKAGE / "judge",
         _PACKAGE / "reference",
         Path("/run/postgresql"),
         Path("/var/run/postgresql"),
     ]
+    checkout = _PACKAGE.parent
+    if (checkout / "nbgrader_config.py").is_file() and (
+        checkout / "solutions"
+    ).is_dir():
+        paths += _course_folders(checkout)
     home = Path.home().resolve()
     if home != Path("/") and home not in root.parents and home != root:
         paths.append(home)  # the grader's own files (a venv there is exposed)
     extra = os.environ.get("KIT_SANDBOX_HIDE", "")
     paths += [Path(p) for p in extra.split(os.pathsep) if p]
-    return [str(p) for p in paths if p.exists() and not p.is_symlink()]
+    unique = dict.fromkeys(str(p) for p in paths if p.exists() and not p.is_symlink())
+    return list(unique)
 
 
 def exposed_paths():
