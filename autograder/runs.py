@@ -108,9 +108,10 @@ class RunFolder:
             data = safefs.read_regular(self.journal, 16 * 2**20)
             journal = json.loads(data.decode("utf-8"))
         except (OSError, ValueError):
-            return {"tests": {}, "notes": []}
+            return {"tests": {}, "notes": [], "seconds": []}
         journal.setdefault("tests", {})
         journal.setdefault("notes", [])
+        journal.setdefault("seconds", [])
         return journal
 
     def remove(self):

@@ -143,7 +143,9 @@ def grade_submission(
             if code != 0:
                 notes.append("the feedback page could not be written")
     note = "; ".join(filter(None, notes))
-    return GradeResult(student, scores, max_scores, note, seconds)
+    result = GradeResult(student, scores, max_scores, note, seconds)
+    result.cell_seconds = journal.get("seconds", [])  # not kept: for benchmarks
+    return result
 
 
 def collect(course, assignment, student, result):
@@ -171,6 +173,7 @@ def collect(course, assignment, student, result):
         "autograded": text(folders["autograded"] / notebook),
         "feedback": text(folders["feedback"] / Path(notebook).with_suffix(".html")),
         "log": text(course.grading_dir / "logs" / f"autograde-{student}.log") or "",
+        "cell_seconds": getattr(result, "cell_seconds", []),
     }
     course.forget(assignment, student)
     for folder in folders.values():

@@ -18,7 +18,7 @@ def test_environment_yml_pins_equal_pyproject():
     project = pyproject()["project"]
     wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
     text = (ROOT / "environment.yml").read_text()
-    pins = set(re.findall(r"^\s+- ([A-Za-z0-9_.-]+==[^\s]+)$", text, re.M))
+    pins = set(re.findall(r"^\s+- ([A-Za-z0-9_.\[\]-]+==[^\s]+)$", text, re.M))
     assert pins == wanted
     assert "python=3.11" in text
 

@@ -113,9 +113,9 @@ def test_run_folder_is_private_and_removed_without_following_links(tmp_path):
 
 def test_a_missing_or_broken_journal_reads_as_nothing_decided(tmp_path):
     run = runs.RunFolder.create(base=tmp_path)
-    assert run.read_journal() == {"tests": {}, "notes": []}
+    assert run.read_journal() == {"tests": {}, "notes": [], "seconds": []}
     run.journal.write_text("{broken")
-    assert run.read_journal() == {"tests": {}, "notes": []}
+    assert run.read_journal() == {"tests": {}, "notes": [], "seconds": []}
     run.remove()
 
 
