@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test build check-sync lint format benchmarks lab clean
+.PHONY: demo test system build check-sync lint format benchmarks lab clean
 
 # The virtual environment, created when missing and refreshed when
 # pyproject.toml changes.
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/autograder demo
 
+## system: the system packages the tests use (PostgreSQL), when missing
+system:
+	sh tools/system-packages.sh
+
 ## test: the whole test suite (unit tests, notebooks, grading) and ruff
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check autograder data tests benchmarks
 	$(BIN)/python -m pytest

@@ -79,6 +79,7 @@ SETTINGS = (
     "KIT_SANDBOX_UID",
     "KIT_SANDBOX_HIDE",
     "KIT_PLAIN_NBGRADER",
+    "KIT_HARD_LIMIT",
 )
 
 
@@ -157,6 +158,7 @@ class CourseOnWorker(WorkerPlugin):
         self.course = None
         self.lock = None  # made on the worker (a plugin travels pickled)
         self.prepared = False
+        self.refusal = ""  # why this worker refused the course
 
     @property
     def name(self):
@@ -168,13 +170,14 @@ class CourseOnWorker(WorkerPlugin):
         mine = {"kit_version": kit_version(), "kit_fingerprint": trusted.fingerprint()}
         theirs = {k: self.meta[k] for k in mine}
         if mine != theirs:
-            raise RuntimeError(
+            self.refusal = (
                 f"worker {worker.address} has attention-course-kit "
                 f"{mine['kit_version']} (code {mine['kit_fingerprint']}), the "
                 f"coordinator {theirs['kit_version']} (code "
                 f"{theirs['kit_fingerprint']}): install the same version of "
                 "the kit on every worker (pip install the same wheel or checkout)"
             )
+            raise RuntimeError(self.refusal)
         if (
             self.pin
             and isinstance(worker.name, int)
@@ -253,6 +256,17 @@ def _watchdog(seconds):
     return done
 
 
+def hard_limit(task):
+    """Seconds after which a submission stops its worker: the notebook's
+    budget and a grace for nbgrader's own work, or `KIT_HARD_LIMIT`."""
+    from autograder import unit
+
+    try:
+        return float(task.settings["KIT_HARD_LIMIT"])
+    except (KeyError, ValueError):
+        return task.timeout + unit.HARD_LIMIT_GRACE
+
+
 def grade_on_worker(task):
     """The task: grade one submission on this worker, return what the
     coordinator keeps."""
@@ -267,9 +281,11 @@ def grade_on_worker(task):
             f"worker {get_worker().address} has no course {task.course_key} "
             "(its kit may differ from the coordinator's: see its log)"
         )
+    if plugin.refusal:  # a worker that joined later with another kit
+        raise RuntimeError(plugin.refusal)
     course = plugin.ready_course()
     started = time.monotonic()
-    done = _watchdog(task.timeout + unit.HARD_LIMIT_GRACE)
+    done = _watchdog(hard_limit(task))
     settings = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     settings.update(task.settings, KIT_CASE_DRAW=str(plugin.meta["draw"]))
     try:
@@ -360,7 +376,14 @@ class Engine:
         key = meta["fingerprint"]
         if key not in self.plugins:
             plugin = CourseOnWorker(files, meta, pin=self.pin)
-            self.client.register_plugin(plugin, name=plugin.name)
+            try:
+                self.client.register_plugin(plugin, name=plugin.name)
+            except RuntimeError as error:
+                if "attention-course-kit" not in str(error):
+                    raise
+                from autograder.pipeline import PipelineError
+
+                raise PipelineError(f"refused: {error}") from None
             self.plugins[key] = plugin
         return key
 

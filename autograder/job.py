@@ -18,7 +18,7 @@ import time
 import nbformat
 
 from autograder.engine import GradingTask
-from autograder.records import Records
+from autograder.records import Records, grading_lock
 from autograder.unit import notebook_timeout
 
 __all__ = ["GradingJob"]
@@ -54,7 +54,8 @@ class GradingJob:
         from autograder.pipeline import inspect_submission, read_submission
 
         course, assignment = self.course, self.assignment
-        course.prepare_grading([assignment])
+        with grading_lock(course.grading_dir, "prepare"):  # one run at a time
+            course.prepare_grading([assignment])
         earlier = {} if self.regrade else self.records.earlier()
         released = course.released_notebook(assignment)
         results, waiting, tasks = {}, {}, []

@@ -18,12 +18,21 @@ serves. For each submission, as its result arrives:
 * a small state file records the submission's digest, so that a run that
   is interrupted (or repeated) keeps what was graded and grades the rest.
 
+Two runs on one gradebook at once (two instructors, or a run started again
+while the first still goes) never mix their results: a student's result
+(gradebook rows, files, state) is written whole under a lock, a file lock
+in the grading folder and, for a PostgreSQL gradebook shared by grading
+folders on several machines, an advisory lock in the database. The last
+result written is the one kept, whole.
+
 After a run the grading folder is an ordinary nbgrader course layout:
 `nbgrader formgrader`, `generate_feedback` and `export` work on it.
 """
 
 import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -83,8 +92,21 @@ class Records:
 
     # ------------------------------------------------------------ writing
 
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold this gradebook's write lock (see the module's docstring)."""
+        with (
+            grading_lock(self.course.grading_dir, "gradebook"),
+            _database_lock(self.course.gradebook_url(), self.assignment),
+        ):
+            yield
+
     def not_graded(self, student, reason, digest):
         """A submission that could not be graded: 0, with the reason."""
+        with self.lock():
+            return self._not_graded(student, reason, digest)
+
+    def _not_graded(self, student, reason, digest):
         self.course.forget(self.assignment, student)
         max_scores = self.course.exercises(self.assignment)
         result = GradeResult(
@@ -100,6 +122,10 @@ class Records:
 
     def write(self, student, notebook, digest, found, notes=(), feedback=True):
         """Keep what a worker found for `student`: gradebook, files, state."""
+        with self.lock():
+            return self._write(student, notebook, digest, found, notes, feedback)
+
+    def _write(self, student, notebook, digest, found, notes, feedback):
         course, assignment = self.course, self.assignment
         course.submit(assignment, student, notebook)
         course.forget(assignment, student)
@@ -194,6 +220,52 @@ class Records:
                 grade.auto_score = score if score is not None else 0.0
                 grade.needs_manual_grade = False
             gradebook.db.commit()
+
+
+@contextlib.contextmanager
+def grading_lock(grading_dir, name):
+    """An exclusive lock on one of the grading folder's locks (a file lock:
+    released when its holder exits, however it exits)."""
+    folder = Path(grading_dir) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(
+        folder / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
+    )
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def _database_lock(url, assignment):
+    """A PostgreSQL session's advisory lock for this assignment's writes
+    (other databases: nothing; SQLite lives in the locked grading folder)."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    key = int.from_bytes(
+        hashlib.sha256(f"attention-kit:{assignment}".encode()).digest()[:8],
+        "big",
+        signed=True,
+    )
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key}
+            )
+            try:
+                yield
+            finally:
+                connection.execute(
+                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key}
+                )
+    finally:
+        engine.dispose()
 
 
 def _clear(folder):
