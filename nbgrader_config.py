@@ -85,6 +85,9 @@ if os.environ.get("KIT_PLAIN_NBGRADER") != "1":
         "nbgrader.preprocessors.CheckCellMetadata",
     ]
 
+# A graded kernel is not asked to clean up after the last cell (atexit hooks
+# of TensorFlow take about a second): it is killed, and its sandbox with it.
+c.Execute.shutdown_kernel = "immediate"
 # Per-cell limit; the whole notebook's limit is set by `autograder grade`.
 c.Execute.timeout = int(os.environ.get("KIT_CELL_TIMEOUT", "60"))
 # C-level log lines (TensorFlow's C++ logging) go to the grader's console,

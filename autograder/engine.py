@@ -273,7 +273,7 @@ def grade_on_worker(task):
     import nbformat
     from distributed import get_worker
 
-    from autograder import unit
+    from autograder import sandbox, unit
 
     plugin = get_worker().plugins.get(PLUGIN_PREFIX + task.course_key)
     if plugin is None:
@@ -301,6 +301,7 @@ def grade_on_worker(task):
             )
             return unit.collect(course, task.assignment, task.student, result) | {
                 "worker": get_worker().address,
+                "sandbox": sandbox.describe(),
                 "worker_seconds": time.monotonic() - started,
             }
     finally:

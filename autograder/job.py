@@ -48,6 +48,7 @@ class GradingJob:
         self.feedback = feedback
         self.progress = progress
         self.records = Records(course, assignment)
+        self.workers_seen = set()
 
     def run(self, submissions, root=None):
         """Grade `{student: path}`; return the results in the same order."""
@@ -125,6 +126,7 @@ class GradingJob:
                         task.student, _failure(error), digest
                     )
                 else:
+                    self._first_from(found)
                     results[task.student] = self.records.write(
                         task.student, notebook, digest, found, notes, self.feedback
                     )
@@ -141,6 +143,14 @@ class GradingJob:
                 f"  {len(tasks)} graded in {time.monotonic() - started:.0f} s "
                 f"({rate:.1f} per minute), {failed} failed"
             )
+
+    def _first_from(self, found):
+        """Say once per worker where it grades and how its kernels are
+        confined (a worker without root isolates less: see the guide)."""
+        worker = found.get("worker", "")
+        if worker and worker not in self.workers_seen:
+            self.workers_seen.add(worker)
+            self.log(f"  worker {worker}: {found.get('sandbox', '')}")
 
     def _line(self, result):
         self.log(

@@ -357,6 +357,22 @@ def call_layer(layer, args, kwargs, names, what="Your layer"):
     return _structure(outputs, names, what)
 
 
+def build_eagerly(layer):
+    """Let the first (eager) call build `layer`, skipping Keras's symbolic one.
+
+    Keras builds a layer that has no `build` method of its own by tracing its
+    `call` symbolically before running it (for a Transformer, three quarters
+    of a check's time). Called eagerly, as the checks call, the call itself
+    creates the state (Keras's own fallback when that trace fails), so such
+    layers are marked built first; a layer with its own `build` is built by
+    it, as Keras would."""
+    from keras.src.utils.python_utils import is_default
+
+    for sub in layer._flatten_layers(include_self=True, recursive=True):
+        if not sub.built and is_default(sub.build):
+            sub.built = True
+
+
 def build_and_inject(cls, init, args, kwargs, specs):
     """Construct `cls(**init)`, build it by calling it, give it `specs`."""
     arguments = ", ".join(f"{k}={v!r}" for k, v in init.items())
@@ -371,6 +387,7 @@ def build_and_inject(cls, init, args, kwargs, specs):
         )
     with student_code(f"`{cls.__name__}` when first called (building)"):
         converted = [as_tensor(a) for a in args]
+        build_eagerly(layer)
         layer(*converted, **kwargs)
     _note_sublayers(layer)
     inject(layer, specs)
@@ -444,6 +461,7 @@ class LayerProbe:
                 clone = clone_cls.from_config(layer.get_config())
             if case.weights:
                 with student_code("The rebuilt layer when first called (building)"):
+                    build_eagerly(clone)
                     self.run(clone, case)
                 inject(clone, self.specs(case))
             for name, value in self.run(clone, case).items():

@@ -14,6 +14,7 @@ from autograder.checks.core import CheckFailed, check, run_check, student_code
 from autograder.checks.layers import (
     LayerProbe,
     as_tensor,
+    build_eagerly,
     call_layer,
     config_round_trip,
     inject,
@@ -226,6 +227,7 @@ class _ModelProbe(LayerProbe):
         with student_code(f"`{cls.__name__}({arguments})`"):
             model = cls(**case.init)
         with student_code(f"`{cls.__name__}` when first called (building)"):
+            build_eagerly(model)
             model(self._pair(case))
         inject(model, self.specs(case))
         return model
