@@ -110,6 +110,7 @@ class GradingJob:
                     filter(None, [extra, *hide])
                 )
             self._grade(tasks, waiting, results)
+        self.records.close()
         self.records.summary()
         return [results[student] for student in submissions if student in results]
 
@@ -135,6 +136,7 @@ class GradingJob:
                     bar.set_postfix(failed=failed, refresh=False)
                     bar.update(1)
         finally:
+            self.records.close()
             if bar is not None:
                 bar.close()
         if tasks:

@@ -52,6 +52,19 @@ class Records:
         self.course = course
         self.assignment = assignment
         self.state = course.grading_dir / "state" / assignment
+        self._gradebook = None
+
+    def gradebook(self):
+        """The gradebook, opened once for the whole run (each opening costs
+        tens of milliseconds: an engine, a schema check)."""
+        if self._gradebook is None:
+            self._gradebook = self.course.gradebook()
+        return self._gradebook
+
+    def close(self):
+        if self._gradebook is not None:
+            self._gradebook.close()
+            self._gradebook = None
 
     # ------------------------------------------------------------ resume
 
@@ -94,20 +107,48 @@ class Records:
 
     @contextlib.contextmanager
     def lock(self):
-        """Hold this gradebook's write lock (see the module's docstring)."""
-        with (
-            grading_lock(self.course.grading_dir, "gradebook"),
-            _database_lock(self.course.gradebook_url(), self.assignment),
-        ):
-            yield
+        """Hold this gradebook's write lock (see the module's docstring) and
+        give the gradebook; what was written is committed at once, and no
+        transaction stays open between two results."""
+        with grading_lock(self.course.grading_dir, "gradebook"):
+            gradebook = self.gradebook()
+            with _database_lock(gradebook.engine, self.assignment):
+                try:
+                    yield gradebook
+                    gradebook.db.commit()
+                except BaseException:
+                    gradebook.db.rollback()
+                    raise
+                finally:
+                    gradebook.db.close()
+
+    def _forget(self, gradebook, student):
+        from nbgrader.api import MissingEntry
+
+        with contextlib.suppress(MissingEntry):
+            gradebook.remove_submission(self.assignment, student)
+
+    def _grades(self, gradebook, student):
+        """grade_id -> score of the student's submission."""
+        from nbgrader.api import MissingEntry
+
+        try:
+            submission = gradebook.find_submission(self.assignment, student)
+        except MissingEntry:
+            return {}
+        return {
+            grade.name: grade.score
+            for notebook in submission.notebooks
+            for grade in notebook.grades
+        }
 
     def not_graded(self, student, reason, digest):
         """A submission that could not be graded: 0, with the reason."""
-        with self.lock():
-            return self._not_graded(student, reason, digest)
+        with self.lock() as gradebook:
+            return self._not_graded(gradebook, student, reason, digest)
 
-    def _not_graded(self, student, reason, digest):
-        self.course.forget(self.assignment, student)
+    def _not_graded(self, gradebook, student, reason, digest):
+        self._forget(gradebook, student)
         max_scores = self.course.exercises(self.assignment)
         result = GradeResult(
             student,
@@ -122,19 +163,23 @@ class Records:
 
     def write(self, student, notebook, digest, found, notes=(), feedback=True):
         """Keep what a worker found for `student`: gradebook, files, state."""
-        with self.lock():
-            return self._write(student, notebook, digest, found, notes, feedback)
+        with self.lock() as gradebook:
+            return self._write(
+                gradebook, student, notebook, digest, found, notes, feedback
+            )
 
-    def _write(self, student, notebook, digest, found, notes, feedback):
+    def _write(self, gradebook, student, notebook, digest, found, notes, feedback):
         course, assignment = self.course, self.assignment
         course.submit(assignment, student, notebook)
-        course.forget(assignment, student)
+        self._forget(gradebook, student)
         name = course.notebook_name(assignment)
         autograded = found.get("autograded")
         if autograded:
-            self._save_auto_grades(student, nbformat.reads(autograded, as_version=4))
+            self._save_auto_grades(
+                gradebook, student, nbformat.reads(autograded, as_version=4)
+            )
         else:
-            self._save_grades(student, found.get("grades") or {})
+            self._save_grades(gradebook, student, found.get("grades") or {})
         folders = {
             kind: course.grading_dir / kind / student / assignment
             for kind in ("autograded", "feedback")
@@ -160,7 +205,7 @@ class Records:
         )
         max_scores = course.exercises(assignment)
         scores = dict.fromkeys(max_scores, 0.0)
-        for grade_id, score in course.grades(assignment, student).items():
+        for grade_id, score in self._grades(gradebook, student).items():
             scores[exercise_of(grade_id)] += score or 0.0
         note = "; ".join(filter(None, [*notes, found.get("note", "")]))
         if scores != found.get("scores", scores):
@@ -186,13 +231,11 @@ class Records:
                 self.assignment, student, timestamp=timestamp
             )
 
-    def _save_auto_grades(self, student, notebook):
+    def _save_auto_grades(self, gradebook, student, notebook):
         """nbgrader's own `SaveAutoGrades`, on the worker's autograded
-        notebook, into this course's gradebook."""
-        from nbgrader.preprocessors import SaveAutoGrades
-
-        with self.course.gradebook() as gradebook:
-            self._submission(gradebook, student)
+        notebook, into this course's open gradebook (one commit, by `lock`,
+        instead of one per cell)."""
+        self._submission(gradebook, student)
         resources = {
             "nbgrader": {
                 "notebook": Path(self.course.notebook_name(self.assignment)).stem,
@@ -201,25 +244,60 @@ class Records:
                 "db_url": self.course.gradebook_url(),
             }
         }
-        SaveAutoGrades().preprocess(notebook, resources)
+        _save_auto_grades_into(gradebook, notebook, resources)
 
-    def _save_grades(self, student, grades):
+    def _save_grades(self, gradebook, student, grades):
         """The verdicts a worker kept when nbgrader could not finish."""
         from nbgrader.api import MissingEntry
 
         notebook = Path(self.course.notebook_name(self.assignment)).stem
-        with self.course.gradebook() as gradebook:
-            self._submission(gradebook, student)
-            for grade_id, score in grades.items():
-                try:
-                    grade = gradebook.find_grade(
-                        grade_id, notebook, self.assignment, student
-                    )
-                except MissingEntry:
-                    continue
-                grade.auto_score = score if score is not None else 0.0
-                grade.needs_manual_grade = False
-            gradebook.db.commit()
+        self._submission(gradebook, student)
+        for grade_id, score in grades.items():
+            try:
+                grade = gradebook.find_grade(
+                    grade_id, notebook, self.assignment, student
+                )
+            except MissingEntry:
+                continue
+            grade.auto_score = score if score is not None else 0.0
+            grade.needs_manual_grade = False
+
+
+def _save_auto_grades_into(gradebook, notebook, resources):
+    """nbgrader's `SaveAutoGrades` (its rules for scores, "needs manual
+    grade" and "No response."), writing into `gradebook` without a commit
+    per cell."""
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    class Session:
+        def __init__(self, db):
+            self._db = db
+
+        def commit(self):
+            self._db.flush()
+
+        def __getattr__(self, name):
+            return getattr(self._db, name)
+
+    class OneCommit:
+        def __init__(self, gradebook):
+            self._gradebook = gradebook
+            self.db = Session(gradebook.db)
+
+        def __getattr__(self, name):
+            return getattr(self._gradebook, name)
+
+    class IntoOpenGradebook(SaveAutoGrades):
+        def preprocess(self, nb, resources):
+            meta = resources["nbgrader"]
+            self.notebook_id = meta["notebook"]
+            self.assignment_id = meta["assignment"]
+            self.student_id = meta["student"]
+            self.db_url = meta["db_url"]
+            self.gradebook = OneCommit(gradebook)
+            return super(SaveAutoGrades, self).preprocess(nb, resources)
+
+    IntoOpenGradebook().preprocess(notebook, resources)
 
 
 @contextlib.contextmanager
@@ -239,10 +317,10 @@ def grading_lock(grading_dir, name):
 
 
 @contextlib.contextmanager
-def _database_lock(url, assignment):
+def _database_lock(engine, assignment):
     """A PostgreSQL session's advisory lock for this assignment's writes
     (other databases: nothing; SQLite lives in the locked grading folder)."""
-    if not url.startswith("postgresql"):
+    if engine.dialect.name != "postgresql":
         yield
         return
     import sqlalchemy
@@ -252,20 +330,14 @@ def _database_lock(url, assignment):
         "big",
         signed=True,
     )
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as connection:
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
             connection.execute(
-                sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key}
+                sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key}
             )
-            try:
-                yield
-            finally:
-                connection.execute(
-                    sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key}
-                )
-    finally:
-        engine.dispose()
 
 
 def _clear(folder):
