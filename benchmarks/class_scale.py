@@ -209,6 +209,7 @@ def main():
             LoopbackCluster(workers=2, pin=True) as cluster,
             Engine(scheduler=cluster.address) as engine,
         ):
+            engine.client.run(_start_sampling)
             measured = Measured(course, FIRST, engine)
             wall, rate = measured.run(paths, expected)
             overhead = overhead_per_task(engine)
@@ -233,6 +234,13 @@ def main():
                 extra = Measured(course, assignment, engine)
                 extra.run(some, right)
                 per_assignment[assignment] = statistics.median(extra.worker_seconds)
+            memory = engine.client.run(_peak_memory)
+        for address, (own, kernel, total) in sorted(memory.items()):
+            print(
+                f"  peak memory of worker {address}: {own:.2f} GiB itself, "
+                f"{kernel:.2f} GiB its largest grading kernel process, "
+                f"{total:.2f} GiB worker and kernel together (all assignments)"
+            )
         print("Warm worker, median seconds per submission:")
         for assignment, seconds in per_assignment.items():
             print(f"  {assignment}: {seconds:.1f} s")
