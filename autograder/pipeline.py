@@ -394,11 +394,7 @@ class Course:
         """Place a notebook (a NotebookNode) where nbgrader reads it."""
         target = self.grading_dir / "submitted" / student / assignment
         if target.exists() or target.is_symlink():
-            parent = safefs.open_dir(target.parent)
-            try:
-                safefs.remove_tree(assignment, dir_fd=parent)
-            finally:
-                os.close(parent)
+            safefs.remove_path(target)
         target.mkdir(parents=True)
         if isinstance(notebook, str | Path):  # a path the instructor gave
             notebook = nbformat.read(notebook, as_version=4)

@@ -342,11 +342,4 @@ def _database_lock(engine, assignment):
 
 def _clear(folder):
     """Remove one of the coordinator's own folders (no link followed)."""
-    folder = Path(folder)
-    if not folder.parent.is_dir():
-        return
-    parent = safefs.open_dir(folder.parent)
-    try:
-        safefs.remove_tree(folder.name, dir_fd=parent)
-    finally:
-        os.close(parent)
+    safefs.remove_path(folder)

@@ -116,8 +116,4 @@ class RunFolder:
 
     def remove(self):
         """Remove the folder; nothing in it is followed (links are unlinked)."""
-        parent = safefs.open_dir(self.path.parent)
-        try:
-            safefs.remove_tree(self.path.name, dir_fd=parent)
-        finally:
-            os.close(parent)
+        safefs.remove_path(self.path)

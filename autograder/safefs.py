@@ -19,12 +19,14 @@ import contextlib
 import errno
 import os
 import stat
+from pathlib import Path
 
 __all__ = [
     "UnsafePath",
     "open_dir",
     "read_beneath",
     "read_regular",
+    "remove_path",
     "remove_tree",
 ]
 
@@ -94,6 +96,20 @@ def read_beneath(root, relative, limit):
         return read_regular(parts[-1], limit, dir_fd=handle)
     finally:
         os.close(handle)
+
+
+def remove_path(path):
+    """Delete the folder or file `path` (an absolute path whose parent is the
+    grader's own), following no link. Missing is not an error."""
+    path = Path(path)
+    try:
+        parent = open_dir(path.parent)
+    except FileNotFoundError:
+        return
+    try:
+        remove_tree(path.name, dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
 def remove_tree(name, dir_fd=None, _depth=0):

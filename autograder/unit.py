@@ -178,11 +178,7 @@ def collect(course, assignment, student, result):
     course.forget(assignment, student)
     for folder in folders.values():
         with contextlib.suppress(OSError):
-            parent = safefs.open_dir(folder.parent)
-            try:
-                safefs.remove_tree(folder.name, dir_fd=parent)
-            finally:
-                os.close(parent)
+            safefs.remove_path(folder)
     with contextlib.suppress(OSError):
         (course.grading_dir / "logs" / f"autograde-{student}.log").unlink()
     return kept
@@ -253,13 +249,8 @@ def _keep_decided(course, assignment, student, journal):
             grade.auto_score = full if verdict and verdict.get("passed") else 0.0
         gradebook.db.commit()
     # nbgrader's own feedback must not be made from a half-written notebook
-    target = course.grading_dir / "autograded" / student / assignment
     with contextlib.suppress(OSError):
-        parent = safefs.open_dir(target.parent)
-        try:
-            safefs.remove_tree(target.name, dir_fd=parent)
-        finally:
-            os.close(parent)
+        safefs.remove_path(course.grading_dir / "autograded" / student / assignment)
 
 
 _PAGE = """<!DOCTYPE html>
