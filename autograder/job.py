@@ -116,6 +116,9 @@ class GradingJob:
 
     def _grade(self, tasks, waiting, results):
         bar = _bar(len(tasks), self.progress)
+        log = self.log
+        if bar is not None and self.log is print:  # lines above the bar
+            self.log = lambda line: bar.write(line, file=sys.stdout)
         failed = 0
         started = time.monotonic()
         try:
@@ -137,6 +140,7 @@ class GradingJob:
                     bar.update(1)
         finally:
             self.records.close()
+            self.log = log
             if bar is not None:
                 bar.close()
         if tasks:
