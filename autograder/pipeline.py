@@ -422,26 +422,35 @@ class Course:
 
         return Gradebook(self.gradebook_url())
 
-    def forget(self, assignment, student):
+    @contextlib.contextmanager
+    def _opened(self, gradebook):
+        """`gradebook` if one is open already, else the course's, closed after."""
+        if gradebook is not None:
+            yield gradebook
+        else:
+            with self.gradebook() as opened:
+                yield opened
+
+    def forget(self, assignment, student, gradebook=None):
         from nbgrader.api import MissingEntry
 
-        with self.gradebook() as gradebook, contextlib.suppress(MissingEntry):
-            gradebook.remove_submission(assignment, student)
+        with self._opened(gradebook) as opened, contextlib.suppress(MissingEntry):
+            opened.remove_submission(assignment, student)
 
-    def grades(self, assignment, student):
+    def grades(self, assignment, student, gradebook=None):
         """grade_id -> score of a student's submission, from the gradebook."""
         from nbgrader.api import MissingEntry
 
-        out = {}
-        with self.gradebook() as gradebook:
+        with self._opened(gradebook) as opened:
             try:
-                submission = gradebook.find_submission(assignment, student)
+                submission = opened.find_submission(assignment, student)
             except MissingEntry:
-                return out
-            for notebook in submission.notebooks:
-                for grade in notebook.grades:
-                    out[grade.name] = grade.score
-        return out
+                return {}
+            return {
+                grade.name: grade.score
+                for notebook in submission.notebooks
+                for grade in notebook.grades
+            }
 
 
 _SOLUTION_BLOCK = re.compile(

@@ -122,33 +122,13 @@ class Records:
                 finally:
                     gradebook.db.close()
 
-    def _forget(self, gradebook, student):
-        from nbgrader.api import MissingEntry
-
-        with contextlib.suppress(MissingEntry):
-            gradebook.remove_submission(self.assignment, student)
-
-    def _grades(self, gradebook, student):
-        """grade_id -> score of the student's submission."""
-        from nbgrader.api import MissingEntry
-
-        try:
-            submission = gradebook.find_submission(self.assignment, student)
-        except MissingEntry:
-            return {}
-        return {
-            grade.name: grade.score
-            for notebook in submission.notebooks
-            for grade in notebook.grades
-        }
-
     def not_graded(self, student, reason, digest):
         """A submission that could not be graded: 0, with the reason."""
         with self.lock() as gradebook:
             return self._not_graded(gradebook, student, reason, digest)
 
     def _not_graded(self, gradebook, student, reason, digest):
-        self._forget(gradebook, student)
+        self.course.forget(self.assignment, student, gradebook)
         max_scores = self.course.exercises(self.assignment)
         result = GradeResult(
             student,
@@ -171,7 +151,7 @@ class Records:
     def _write(self, gradebook, student, notebook, digest, found, notes, feedback):
         course, assignment = self.course, self.assignment
         course.submit(assignment, student, notebook)
-        self._forget(gradebook, student)
+        self.course.forget(self.assignment, student, gradebook)
         name = course.notebook_name(assignment)
         autograded = found.get("autograded")
         if autograded:
@@ -205,7 +185,7 @@ class Records:
         )
         max_scores = course.exercises(assignment)
         scores = dict.fromkeys(max_scores, 0.0)
-        for grade_id, score in self._grades(gradebook, student).items():
+        for grade_id, score in course.grades(assignment, student, gradebook).items():
             scores[exercise_of(grade_id)] += score or 0.0
         note = "; ".join(filter(None, [*notes, found.get("note", "")]))
         if scores != found.get("scores", scores):
