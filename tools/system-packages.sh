@@ -1,21 +1,33 @@
 #!/bin/sh
 # The system packages the test suite uses, installed when missing:
-# PostgreSQL (a throwaway server tests the PostgreSQL gradebook).
+# * PostgreSQL (a throwaway server tests the PostgreSQL gradebook);
+# * Chromium (Debian's `chromium`: the report page and the formgrader are
+#   tried in a real headless browser, driven by playwright through
+#   `executable_path`; never `playwright install`, which downloads) and
+#   fonts with Hangul (`fonts-noto-cjk`) for the Korean lesson's figures.
 # Needs root and apt-get (Debian, Ubuntu); elsewhere it says what is missing
-# and the PostgreSQL tests are skipped with that reason.
+# and the tests that need it are skipped with that reason.
 set -eu
-have_postgres() {
-    ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1
-}
-if have_postgres; then
+missing=""
+if ! { ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1; }; then
+    missing="$missing postgresql"
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    missing="$missing chromium"
+fi
+if ! ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1; then
+    missing="$missing fonts-noto-cjk"
+fi
+if [ -z "$missing" ]; then
     exit 0
 fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing PostgreSQL (Debian's postgresql package) for the gradebook tests ..."
+    echo "Installing Debian packages for the tests:$missing ..."
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-    # Debian starts a cluster of its own; the tests start their own servers.
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    # Debian starts a PostgreSQL cluster of its own; the tests start their own.
     if command -v pg_ctlcluster >/dev/null 2>&1; then
         for conf in /etc/postgresql/*/main; do
             [ -d "$conf" ] || continue
@@ -24,6 +36,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         done
     fi
 else
-    echo "note: PostgreSQL is not installed (and this is not root with apt-get):"
-    echo "      the PostgreSQL gradebook tests will be skipped."
+    echo "note: missing system packages (and this is not root with apt-get):$missing"
+    echo "      the tests that need them will be skipped."
 fi
