@@ -36,3 +36,26 @@ def pytest_terminal_summary(terminalreporter):
     for title, text in REPORTS:
         terminalreporter.section(title)
         terminalreporter.write_line(text)
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    """A grading folder in which Assignment 1's sample submissions (the
+    solution, the blank notebook and realistic bugs) were graded through the
+    real pipeline, once per test session: the report, export and roster
+    tests read it. Returns `(course, assignment, {student: GradeResult})`."""
+    import nbformat
+
+    from autograder.cli import grade_folder
+    from autograder.pipeline import Course
+
+    assignment = "01_attention_seq2seq"
+    folder = tmp_path_factory.mktemp("graded-class")
+    course = Course(grading_dir=folder / "grading")
+    paths = {}
+    for sample in course.samples(assignment):
+        paths[sample.name] = folder / "submissions" / f"{sample.name}.ipynb"
+        paths[sample.name].parent.mkdir(exist_ok=True)
+        nbformat.write(course.make_submission(assignment, sample), paths[sample.name])
+    results = grade_folder(course, assignment, paths, log=lambda _: None)
+    return course, assignment, {r.student: r for r in results}
