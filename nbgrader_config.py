@@ -17,6 +17,11 @@ GRADING = os.path.abspath(
     os.environ.get("KIT_GRADING_DIR", os.path.join(HERE, "build", "grading"))
 )
 os.makedirs(GRADING, exist_ok=True)  # SQLite does not create its folder
+# However nbgrader is started (the kit's engine, `nbgrader autograde` typed by
+# hand, the formgrader's Autograde button), the kit's grader knows the course
+# and its grading folder: it grades in the sandbox kernel, which hides both.
+os.environ.setdefault("KIT_COURSE_ROOT", HERE)
+os.environ.setdefault("KIT_GRADING_DIR", GRADING)
 
 c.CourseDirectory.root = HERE
 c.CourseDirectory.course_id = "attention-course-kit"

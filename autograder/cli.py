@@ -4,6 +4,7 @@ autograder build                 solution notebooks + student versions
 autograder check-sync            fail if assignments/ is out of date
 autograder samples A OUT         write A's sample submissions into OUT
 autograder grade A SUBMISSIONS   autograde a folder of submissions
+autograder grade A --collected   autograde what `nbgrader collect` gathered
 autograder bundle [--out DIR]    what students receive: notebooks + a wheel
                                  without solutions or hidden tests
 autograder demo [--integrity]    all of it on the bundled samples (and the
@@ -60,27 +61,32 @@ def cmd_samples(args):
         print(f"{name}: {path}")
 
 
-def find_submissions(folder, assignment):
+def find_submissions(folder, assignment, notebook=None, nbgrader_only=False):
     """student id -> notebook path, for the layouts instructors get.
 
     `DIR/<student>.ipynb`, `DIR/<student>/<notebook>.ipynb` and nbgrader's
-    `DIR/<student>/<assignment>/<notebook>.ipynb`.
+    `DIR/<student>/<assignment>/<notebook>.ipynb` (`nbgrader_only`: that
+    one alone, as `nbgrader collect` writes it). A student's folder with
+    several notebooks gives the one named `notebook` (the assignment's),
+    else the first by name.
     """
     folder = Path(folder)
     found = {}
-    for path in sorted(folder.glob("*.ipynb")):
-        found[path.stem] = path
+    if not nbgrader_only:
+        for path in sorted(folder.glob("*.ipynb")):
+            found[path.stem] = path
     for student_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        inner = (
-            student_dir / assignment
-            if (student_dir / assignment).is_dir()
-            else student_dir
-        )
+        inner = student_dir / assignment
+        if not inner.is_dir():
+            if nbgrader_only:
+                continue
+            inner = student_dir
         notebooks = sorted(
             p for p in inner.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
         )
-        if notebooks:
-            found[student_dir.name] = notebooks[0]
+        named = [p for p in notebooks if p.name == notebook]
+        if named or notebooks:
+            found[student_dir.name] = (named or notebooks)[0]
     return found
 
 
@@ -131,7 +137,23 @@ def _engine(args):
 def cmd_grade(args):
     course = _course(args)
     course.check_assignment(args.assignment)
-    submissions = find_submissions(args.submissions, args.assignment)
+    if args.collected:  # what `nbgrader collect` put in the grading folder
+        if args.submissions:
+            print("Give a folder of submissions or --collected, not both.")
+            return 1
+        args.submissions = course.grading_dir / "submitted"
+        if not args.submissions.is_dir():
+            print(f"Nothing collected: no {args.submissions} (run `nbgrader collect`).")
+            return 1
+    elif not args.submissions:
+        print("Give the folder of submissions (or --collected).")
+        return 1
+    submissions = find_submissions(
+        args.submissions,
+        args.assignment,
+        course.notebook_name(args.assignment),
+        nbgrader_only=args.collected,
+    )
     if not submissions:
         print(f"No notebooks found in {args.submissions}.")
         return 1
@@ -225,7 +247,15 @@ def main(argv=None):
     p.add_argument("assignment")
     p.add_argument(
         "submissions",
+        nargs="?",
         help="folder: <student>.ipynb or <student>/[<assignment>/]*.ipynb",
+    )
+    p.add_argument(
+        "--collected",
+        action="store_true",
+        help="grade what `nbgrader collect` put in the grading folder "
+        "(submitted/<student>/<assignment>/), keeping each submission's "
+        "timestamp and secret",
     )
     p.add_argument("--out", default=None, help="grading folder (default build/grading)")
     p.add_argument("--no-feedback", action="store_true")

@@ -52,7 +52,11 @@ class GradingJob:
 
     def run(self, submissions, root=None):
         """Grade `{student: path}`; return the results in the same order."""
-        from autograder.pipeline import inspect_submission, read_submission
+        from autograder.pipeline import (
+            inspect_submission,
+            read_submission,
+            submission_files,
+        )
 
         course, assignment = self.course, self.assignment
         with grading_lock(course.grading_dir, "prepare"):  # one run at a time
@@ -88,7 +92,15 @@ class GradingJob:
                 )
                 self._line(results[student])
                 continue
-            waiting[student] = (notebook, notes, digest)
+            # A submission nbgrader collected is graded where it lies, and
+            # keeps its own timestamp and secret (late penalties, feedback).
+            waiting[student] = (
+                notebook,
+                notes,
+                digest,
+                submission_files(path, root),
+                course.is_collected(assignment, student, path),
+            )
             tasks.append(
                 GradingTask(
                     assignment, student, nbformat.writes(notebook), notebook_timeout()
@@ -123,7 +135,7 @@ class GradingJob:
         started = time.monotonic()
         try:
             for task, found, error in self.engine.grade(tasks):
-                notebook, notes, digest = waiting[task.student]
+                notebook, notes, digest, files, in_place = waiting[task.student]
                 if error is not None:
                     failed += 1
                     results[task.student] = self.records.not_graded(
@@ -132,7 +144,14 @@ class GradingJob:
                 else:
                     self._first_from(found)
                     results[task.student] = self.records.write(
-                        task.student, notebook, digest, found, notes, self.feedback
+                        task.student,
+                        notebook,
+                        digest,
+                        found,
+                        notes,
+                        self.feedback,
+                        files=files,
+                        in_place=in_place,
                     )
                 self._line(results[task.student])
                 if bar is not None:

@@ -36,6 +36,7 @@ from autograder.quiet import TF_QUIET_ENV
 from autograder.unit import (
     NOTEBOOK_TIMEOUT,
     GradeResult,
+    environment,
     exercise_of,
     failure_note,
     grade_submission,
@@ -156,6 +157,31 @@ class Course:
             )
             env["KIT_KERNEL"] = sandbox.KERNEL_NAME  # read by nbgrader_config.py
         return env
+
+    def nbgrader_config(self):
+        """The course's nbgrader configuration, as nbgrader reads it
+        (`nbgrader_config.py` run in the current environment)."""
+        import runpy
+
+        from traitlets.config import Config
+
+        config = Config()
+        runpy.run_path(
+            str(self.root / "nbgrader_config.py"),
+            init_globals={"get_config": lambda: config},
+            run_name="nbgrader_config",
+        )
+        return config
+
+    def late_plugin(self):
+        """The course's late-submission plugin (`c.AssignLatePenalties.
+        plugin_class`, `c.LateSubmissionPlugin.penalty_method`)."""
+        from nbgrader.preprocessors import AssignLatePenalties
+
+        with environment(self.env()):
+            processor = AssignLatePenalties(config=self.nbgrader_config())
+        processor.init_plugin()
+        return processor.plugin_inst
 
     def nbgrader(self, *args, timeout=None, log=None, env=None):
         """Run `nbgrader ARGS` in the course root; return (exit code, output).
@@ -390,18 +416,36 @@ class Course:
         elif kernels.exists():
             shutil.rmtree(kernels)
 
-    def submit(self, assignment, student, notebook):
-        """Place a notebook (a NotebookNode) where nbgrader reads it."""
-        target = self.grading_dir / "submitted" / student / assignment
+    def submitted_dir(self, assignment, student):
+        """nbgrader's folder of a student's submission (what `nbgrader
+        collect` fills)."""
+        return self.grading_dir / "submitted" / student / assignment
+
+    def is_collected(self, assignment, student, path):
+        """Whether `path` is the notebook nbgrader collected for `student`:
+        the submission's own folder, which grading reads and never writes."""
+        folder = self.submitted_dir(assignment, student)
+        return Path(os.path.abspath(path)).parent == Path(os.path.abspath(folder))
+
+    def submit(self, assignment, student, notebook, files=None):
+        """Place a notebook (a NotebookNode) where nbgrader reads it, with
+        the submission's own `files` ({name: bytes}: its `timestamp.txt` and
+        `submission_secret.txt`, as `nbgrader submit` wrote them); without a
+        timestamp of its own, it is stamped now."""
+        target = self.submitted_dir(assignment, student)
         if target.exists() or target.is_symlink():
             safefs.remove_path(target)
         target.mkdir(parents=True)
         if isinstance(notebook, str | Path):  # a path the instructor gave
             notebook = nbformat.read(notebook, as_version=4)
         nbformat.write(notebook, target / self.notebook_name(assignment))
-        (target / "timestamp.txt").write_text(
-            time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime())
+        files = dict(files or {})
+        files.setdefault(
+            "timestamp.txt",
+            time.strftime("%Y-%m-%d %H:%M:%S UTC\n", time.gmtime()).encode(),
         )
+        for name, data in files.items():
+            (target / name).write_bytes(data)
 
     def grade_one(self, assignment, student, notebook, timeout=None):
         """Grade one submission with the grading unit, here, in its own
@@ -673,6 +717,26 @@ def restore_metadata(notebook, released):
             f"nbgrader metadata of {', '.join(restored[:3])} restored as released"
         )
     return notes
+
+
+#: The files of an nbgrader submission that travel with its notebook: when
+#: it was submitted (late penalties) and the secret under which the
+#: student's `fetch_feedback` finds the feedback.
+SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+
+
+def submission_files(path, root=None):
+    """`{name: bytes}` of the `SUBMISSION_FILES` beside a submitted notebook
+    (read like the notebook: no link followed, small files only)."""
+    found = {}
+    for name in SUBMISSION_FILES:
+        sibling = Path(path).with_name(name)
+        if not os.path.lexists(sibling):
+            continue
+        raw, problem = read_submission(sibling, root)
+        if not problem and raw is not None and len(raw) <= 4096:
+            found[name] = raw
+    return found
 
 
 def file_digest(path):

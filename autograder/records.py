@@ -7,14 +7,20 @@ nbgrader supports (SQLite by default, PostgreSQL with `KIT_GRADEBOOK_URL`)
 serves. For each submission, as its result arrives:
 
 * the notebook as submitted goes to `submitted/<student>/<assignment>/`,
-  with its timestamp;
+  with its own timestamp and secret when it has them (a submission that
+  `nbgrader collect` put there is left exactly as it is: its timestamp
+  decides the late penalty, its secret lets the student's
+  `fetch_feedback` find the feedback);
 * the points go into the gradebook through nbgrader's own
   `SaveAutoGrades`, run on the autograded notebook (scores, the "needs
   manual grade" flags and the "No response." comments, as `nbgrader
-  autograde` writes them); when the worker could only keep the verdicts it
+  autograde` writes them), then nbgrader's late penalty (the course's
+  `LateSubmissionPlugin`, from the submission's timestamp and the
+  assignment's due date); when the worker could only keep the verdicts it
   had decided, those are written directly;
 * the autograded notebook, the feedback page and the log go to
-  `autograded/`, `feedback/` and `logs/`;
+  `autograded/`, `feedback/` and `logs/`, the first two with the
+  submission's timestamp and secret, as nbgrader's own steps copy them;
 * a small state file records the submission's digest, so that a run that
   is interrupted (or repeated) keeps what was graded and grades the rest.
 
@@ -141,16 +147,51 @@ class Records:
         self.keep(result)
         return result
 
-    def write(self, student, notebook, digest, found, notes=(), feedback=True):
-        """Keep what a worker found for `student`: gradebook, files, state."""
+    def write(
+        self,
+        student,
+        notebook,
+        digest,
+        found,
+        notes=(),
+        feedback=True,
+        files=None,
+        in_place=False,
+    ):
+        """Keep what a worker found for `student`: gradebook, files, state.
+
+        `files`: the submission's own files (`pipeline.SUBMISSION_FILES`);
+        `in_place`: the notebook is the one nbgrader collected, in
+        `submitted/`, which is then left as it is."""
         with self.lock() as gradebook:
             return self._write(
-                gradebook, student, notebook, digest, found, notes, feedback
+                gradebook,
+                student,
+                notebook,
+                digest,
+                found,
+                notes,
+                feedback,
+                dict(files or {}),
+                in_place,
             )
 
-    def _write(self, gradebook, student, notebook, digest, found, notes, feedback):
+    def _write(
+        self,
+        gradebook,
+        student,
+        notebook,
+        digest,
+        found,
+        notes,
+        feedback,
+        files,
+        in_place,
+    ):
         course, assignment = self.course, self.assignment
-        course.submit(assignment, student, notebook)
+        if not in_place:
+            course.submit(assignment, student, notebook, files)
+        files.setdefault("timestamp.txt", self._timestamp_file(student))
         self.course.forget(self.assignment, student, gradebook)
         name = course.notebook_name(assignment)
         autograded = found.get("autograded")
@@ -169,15 +210,12 @@ class Records:
         if autograded:
             folders["autograded"].mkdir(parents=True)
             (folders["autograded"] / name).write_text(autograded, encoding="utf-8")
+            _write_files(folders["autograded"], files)
         if feedback and found.get("feedback"):
             folders["feedback"].mkdir(parents=True)
             page = folders["feedback"] / Path(name).with_suffix(".html").name
             page.write_text(found["feedback"], encoding="utf-8")
-            stamp = course.grading_dir / "submitted" / student / assignment
-            with contextlib.suppress(OSError):
-                (folders["feedback"] / "timestamp.txt").write_bytes(
-                    (stamp / "timestamp.txt").read_bytes()
-                )
+            _write_files(folders["feedback"], files)
         logs = course.grading_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         (logs / f"autograde-{student}.log").write_text(
@@ -198,14 +236,22 @@ class Records:
         self.keep(result)
         return result
 
+    def _timestamp_file(self, student):
+        """The submission's `timestamp.txt` as it lies in `submitted/`."""
+        folder = self.course.submitted_dir(self.assignment, student)
+        try:
+            return safefs.read_beneath(folder, "timestamp.txt", 4096)
+        except (OSError, ValueError):
+            return b""
+
     def _submission(self, gradebook, student):
         gradebook.update_or_create_student(student)
-        stamp = self.course.grading_dir / "submitted" / student / self.assignment
         timestamp = None
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
             from nbgrader.utils import parse_utc
 
-            timestamp = parse_utc((stamp / "timestamp.txt").read_text().strip())
+            text = self._timestamp_file(student).decode("utf-8").strip()
+            timestamp = parse_utc(text) if text else None
         with gradebook.db.no_autoflush:  # nbgrader builds the rows, then adds them
             gradebook.update_or_create_submission(
                 self.assignment, student, timestamp=timestamp
@@ -225,6 +271,23 @@ class Records:
             }
         }
         _save_auto_grades_into(gradebook, notebook, resources)
+        self._late_penalty(gradebook, student)
+
+    def _late_penalty(self, gradebook, student):
+        """nbgrader's `AssignLatePenalties`: the course's late-submission
+        plugin decides each notebook's penalty from how late the submission
+        was (none when it was on time or the assignment has no due date)."""
+        gradebook.db.flush()
+        submission = gradebook.find_submission(self.assignment, student)
+        late = submission.total_seconds_late
+        plugin = self.course.late_plugin() if late > 0 else None
+        for notebook in submission.notebooks:
+            notebook.late_submission_penalty = None
+            if plugin is None:
+                continue
+            penalty = plugin.late_submission_penalty(student, notebook.score, late)
+            if penalty is not None:
+                notebook.late_submission_penalty = min(max(penalty, 0), notebook.score)
 
     def _save_grades(self, gradebook, student, grades):
         """The verdicts a worker kept when nbgrader could not finish."""
@@ -318,6 +381,13 @@ def _database_lock(engine, assignment):
             connection.execute(
                 sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key}
             )
+
+
+def _write_files(folder, files):
+    """The submission's own small files (timestamp, secret) into `folder`."""
+    for name, data in files.items():
+        if data:
+            (folder / name).write_bytes(data)
 
 
 def _clear(folder):

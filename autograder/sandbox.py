@@ -226,5 +226,8 @@ def write_kernelspec(data_dir, hide=()):
         "language": "python",
         "metadata": {"debugger": False},
     }
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
+    # Whole or not at all: graders started at once read it while it is written.
+    partial = folder / f".kernel.json.{os.getpid()}"
+    partial.write_text(json.dumps(spec, indent=1) + "\n")
+    os.replace(partial, folder / "kernel.json")
     return folder

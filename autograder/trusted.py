@@ -171,6 +171,27 @@ def assignment_facts(instructor_notebook):
     return {"tests": tests, "lesson": lesson, "protected": sorted(protected)}
 
 
+def standalone_kernels():
+    """The folder of the sandbox kernel's spec, for an nbgrader started
+    without the grading unit (the formgrader's Autograde button, `nbgrader
+    autograde` typed by hand), or None when the plain kernel is wanted
+    (`KIT_SANDBOX=0`) or the configuration already names the kernel.
+
+    The spec is written afresh for the course (`KIT_COURSE_ROOT`, which
+    `nbgrader_config.py` sets) and its grading folder, so the kernel hides
+    both, as it does under the grading unit."""
+    if os.environ.get("KIT_SANDBOX", "1") == "0" or os.environ.get("KIT_KERNEL"):
+        return None
+    from autograder.pipeline import Course
+
+    course = Course(
+        os.environ.get("KIT_COURSE_ROOT") or None,
+        os.environ.get("KIT_GRADING_DIR") or None,
+    )
+    course.write_kernel()
+    return course.grading_dir / "jupyter" / "kernels"
+
+
 def _facts_path(assignment, notebook, base=None):
     return trusted_dir(base) / f"{assignment}--{notebook}.json"
 
@@ -193,6 +214,10 @@ def _facts(assignment, notebook):
     if not path.exists():
         root = Path(os.environ.get("KIT_COURSE_ROOT", os.getcwd()))
         source = root / "solutions" / assignment / f"{notebook}.ipynb"
+        if not source.exists():  # not built yet: built from its jupytext source
+            from autograder.notebooks import build_source, write_notebook
+
+            write_notebook(build_source(source.with_suffix(".py")), source)
         return prepare(source, assignment)
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -428,6 +453,8 @@ class TrustedExecute(Execute):
 
     #: Kernel restarts allowed in one notebook.
     max_restarts = 3
+    #: The sandbox kernel's spec folder when nbgrader runs without the unit.
+    _kernels = None
 
     def preprocess(self, nb, resources, km=None):
         meta = resources.get("nbgrader", {})
@@ -436,8 +463,10 @@ class TrustedExecute(Execute):
         self._draw = case_draw()
         self._run = runs.RunFolder.from_env()
         own_run = self._run is None
+        self._kernels = None
         if own_run:  # nbgrader started without the grading unit
             self._run = runs.RunFolder.create()
+            self._kernels = standalone_kernels()
         self._journal = {"tests": {}, "notes": []}
         self._dead = set()  # cells that killed the kernel: not run again
         self._restarts = 0
@@ -449,6 +478,8 @@ class TrustedExecute(Execute):
         metadata["path"] = str(self._run.work)  # the kernel's working folder
         previous = os.environ.get(sources.GRADING_ENV)
         os.environ[sources.GRADING_ENV] = str(self._run.cases)  # the kernel inherits it
+        if own_run:  # the sandbox finds the run folder through it
+            os.environ[runs.RUN_ENV] = str(self._run.path)
         self._borrowed = {}  # exercise -> the BorrowedAnswer found in one of its tests
         try:
             nb, resources = super().preprocess(nb, resources, km=km)
@@ -463,7 +494,27 @@ class TrustedExecute(Execute):
             else:
                 os.environ[sources.GRADING_ENV] = previous
             if own_run:
+                os.environ.pop(runs.RUN_ENV, None)
                 self._run.remove()
+
+    def create_kernel_manager(self):
+        """nbgrader's kernel, or, when nbgrader was started without the
+        grading unit, the kit's sandbox kernel on this run's own sockets."""
+        if self._kernels is None:
+            return super().create_kernel_manager()
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        from autograder import sandbox
+
+        self.kernel_name = sandbox.KERNEL_NAME
+        self.km = self.kernel_manager_class(
+            kernel_name=sandbox.KERNEL_NAME,
+            config=self.config,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self._kernels)]),
+            transport="ipc",
+            ip=str(self._run.ipc / "kernel"),
+        )
+        return self.km
 
     # ------------------------------------------------------------ time
 

@@ -201,21 +201,13 @@ def nbgrader_in_process(course, command, assignment, student, env, log=None):
     """`nbgrader autograde|generate_feedback ASSIGNMENT --student S --force`,
     run in this process with the course's `nbgrader_config.py` read afresh
     (it reads the run's environment). Returns `(exit code, log text)`."""
-    import runpy
-
     from nbgrader.converters import Autograde, GenerateFeedback
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.utils import capture_log
-    from traitlets.config import Config
 
     converter = {"autograde": Autograde, "generate_feedback": GenerateFeedback}[command]
     with environment({**course.env(), **env}):
-        config = Config()
-        runpy.run_path(
-            str(course.root / "nbgrader_config.py"),
-            init_globals={"get_config": lambda: config},
-            run_name="nbgrader_config",
-        )
+        config = course.nbgrader_config()
         coursedir = CourseDirectory(config=config)
         coursedir.assignment_id = assignment
         coursedir.student_id = student
