@@ -43,10 +43,11 @@ format: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-## lab: open the notebooks in JupyterLab
+## lab: your own copy of the student notebooks (work/: made where missing,
+## never replaced by any target) opened in JupyterLab
 lab: $(STAMP)
-	$(BIN)/autograder build
-	$(BIN)/jupyter lab assignments/
+	$(BIN)/autograder workspace work
+	$(BIN)/jupyter lab work/
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -9,6 +9,11 @@ autograder bundle [--out DIR]    what students receive: notebooks + a wheel
                                  without solutions or hidden tests
 autograder demo [--integrity]    all of it on the bundled samples (and the
                                  integrity catalog)
+autograder report A              an HTML page on A's grading, with figures
+autograder roster import FILE    a class roster (CSV) into the gradebook
+autograder export [A] --format plain|canvas|moodle --out FILE
+                                 points and totals for a spreadsheet or LMS
+autograder workspace [DIR]       a student's own copy of the assignments
 """
 
 import argparse
@@ -230,6 +235,52 @@ def cmd_bundle(args):
     return 0
 
 
+def _graded_course(args):
+    """The course with the grading folder `--grading DIR` (default
+    build/grading) that the report, roster and export commands read."""
+    return Course(args.root, getattr(args, "grading", None))
+
+
+def cmd_report(args):
+    from autograder.report import write_report
+
+    course = _graded_course(args)
+    course.check_assignment(args.assignment)
+    page = write_report(course, args.assignment, args.out)
+    print(f"Report: {page}")
+    return 0
+
+
+def cmd_roster(args):
+    from autograder.gradesheet import import_roster
+
+    students = import_roster(_graded_course(args), args.file)
+    print(f"{len(students)} student(s) in the gradebook from {args.file}.")
+    return 0
+
+
+def cmd_export(args):
+    from autograder.gradesheet import export_grades
+
+    course = _graded_course(args)
+    if args.assignment:
+        course.check_assignment(args.assignment)
+    written = export_grades(course, args.assignment, args.format, args.out)
+    print(f"{len(written)} student(s) written to {args.out} ({args.format}).")
+    return 0
+
+
+def cmd_workspace(args):
+    course = Course(args.root)
+    copied, kept = course.workspace(args.folder)
+    for path in copied:
+        print(f"  new: {path}")
+    if kept:
+        print(f"  {len(kept)} file(s) already there, left as they are")
+    print(f"Your copy of the assignments: {Path(args.folder).resolve()}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="autograder", description=__doc__.splitlines()[0]
@@ -295,6 +346,23 @@ def main(argv=None):
         action="store_true",
         help="also grade the integrity catalog (submissions that tamper)",
     )
+    p = sub.add_parser("report", help="an HTML report of an assignment's grading")
+    p.add_argument("assignment")
+    p.add_argument("--grading", default=None, help="grading folder (build/grading)")
+    p.add_argument("--out", default=None, help="page (GRADING/report-A.html)")
+    p = sub.add_parser("roster", help="import a class roster into the gradebook")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("file", help="CSV: id, first_name, last_name, email, lms_user_id")
+    p.add_argument("--grading", default=None, help="grading folder (build/grading)")
+    p = sub.add_parser("export", help="grades as CSV for Canvas, Moodle or a sheet")
+    p.add_argument("assignment", nargs="?", help="one assignment (default: all)")
+    p.add_argument("--format", choices=["plain", "canvas", "moodle"], default="plain")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--grading", default=None, help="grading folder (build/grading)")
+    p = sub.add_parser(
+        "workspace", help="your own copy of the assignments to work in (never replaced)"
+    )
+    p.add_argument("folder", nargs="?", default="work", help="folder (default work)")
     args = parser.parse_args(argv)
     handler = {
         "build": cmd_build,
@@ -303,6 +371,10 @@ def main(argv=None):
         "grade": cmd_grade,
         "bundle": cmd_bundle,
         "demo": cmd_demo,
+        "report": cmd_report,
+        "roster": cmd_roster,
+        "export": cmd_export,
+        "workspace": cmd_workspace,
     }[args.command]
     try:
         return handler(args) or 0

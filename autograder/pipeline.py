@@ -96,6 +96,7 @@ class Course:
             grading_dir or self.root / "build" / "grading"
         ).resolve()
         self._gradebook_url = gradebook_url
+        self.kept = []  # notebooks the last `generate` left alone
 
     # ------------------------------------------------------------- layout
 
@@ -278,16 +279,33 @@ class Course:
         return True
 
     def generate(self, release_dir=None):
-        """Build the solutions and generate the student versions into `release_dir`."""
+        """Build the solutions and generate the student versions into
+        `release_dir` (default `assignments/`).
+
+        nbgrader generates into a scratch folder; from there a file is
+        written only where it is missing or still as the kit generated it
+        (`install_release`): a notebook someone worked in, and any file of
+        their own, are left alone. `self.kept` lists the notebooks kept."""
         release = Path(release_dir or self.release_dir).resolve()
-        self._generate_assignments(release)
-        for path in release.glob("*/*.ipynb"):
-            notebook = nbformat.read(path, as_version=4)
-            path.write_text(normalized_json(notebook), encoding="utf-8")
+        with tempfile.TemporaryDirectory() as scratch:
+            fresh = Path(scratch) / "release"
+            self._generate_assignments(fresh)
+            for path in fresh.glob("*/*.ipynb"):
+                notebook = nbformat.read(path, as_version=4)
+                path.write_text(normalized_json(notebook), encoding="utf-8")
+            self.kept = install_release(fresh, release)
+        for path in self.kept:
+            print(
+                f"Not replaced: {path} was changed after it was generated (your "
+                "work?). Work in a copy (`autograder workspace`), then move or "
+                "delete this file to get the new version."
+            )
         return release
 
     def check_sync(self):
-        """Compare `assignments/` with freshly generated student versions.
+        """Compare `assignments/` with freshly generated student versions,
+        notebooks by content (nbgrader's own JSON layout is as good as the
+        kit's), other files byte for byte.
 
         Returns:
             A list of differences (empty when in sync).
@@ -295,22 +313,38 @@ class Course:
         with tempfile.TemporaryDirectory() as scratch:
             fresh = self.generate(Path(scratch) / "release")
             problems = []
-            names = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
-            committed = {
-                p.relative_to(self.release_dir)
-                for p in self.release_dir.rglob("*")
-                if p.is_file() and ".ipynb_checkpoints" not in p.parts
-            }
+            names = set(_release_files(fresh))
+            committed = set(_release_files(self.release_dir))
             for name in sorted(names - committed):
                 problems.append(f"missing from assignments/: {name}")
             for name in sorted(committed - names):
                 problems.append(f"not generated from solutions/: assignments/{name}")
             for name in sorted(names & committed):
-                if (fresh / name).read_bytes() != (
+                if content_digest(fresh / name) != content_digest(
                     self.release_dir / name
-                ).read_bytes():
+                ):
                     problems.append(f"out of date: assignments/{name}")
             return problems
+
+    def workspace(self, folder):
+        """Copy the student versions into `folder` where a file is missing:
+        a student's own copy to work in, which no build replaces.
+
+        Returns:
+            `(copied, kept)`: the files written and those already there."""
+        folder = Path(folder)
+        copied, kept = [], []
+        for name in _release_files(self.release_dir):
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(target, "xb") as out:  # never replaces a file
+                    out.write((self.release_dir / name).read_bytes())
+            except FileExistsError:
+                kept.append(target)
+                continue
+            copied.append(target)
+        return copied, kept
 
     # ------------------------------------------------------------- samples
 
@@ -495,6 +529,68 @@ class Course:
                 for notebook in submission.notebooks
                 for grade in notebook.grades
             }
+
+
+#: Beside the student versions: the content digest of each file as the
+#: kit last generated it, so a later build knows which files it may replace.
+MANIFEST = ".generated.json"
+
+
+def _release_files(folder):
+    """Relative paths of a release folder's files (not the manifest, not
+    Jupyter's checkpoints)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.relative_to(folder)
+        for p in folder.rglob("*")
+        if p.is_file() and ".ipynb_checkpoints" not in p.parts and p.name != MANIFEST
+    )
+
+
+def content_digest(path):
+    """sha256 of a file's content: a notebook's JSON whatever its layout
+    (key order, indentation), any other file's bytes."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix == ".ipynb":
+        with contextlib.suppress(Exception):  # not a notebook: its bytes
+            notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+            data = normalized_json(notebook).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def install_release(fresh, release):
+    """Copy a freshly generated release into `release`: each file goes where
+    it is missing, differs from the new one only in layout, or is still as
+    the kit generated it last (`MANIFEST`); a file changed since (a
+    student's work) is left alone, as is every file the kit did not
+    generate. Returns the paths left alone that the release would change."""
+    fresh, release = Path(fresh), Path(release)
+    manifest_path = release / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    kept = []
+    for name in _release_files(fresh):
+        source, target, key = fresh / name, release / name, str(name)
+        wanted = content_digest(source)
+        if target.exists():
+            found = content_digest(target)
+            if found != wanted and found != manifest.get(key):
+                kept.append(target)
+                continue
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        manifest[key] = wanted
+    release.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    if not manifest_path.exists() or manifest_path.read_text() != text:
+        manifest_path.write_text(text, encoding="utf-8")
+    return kept
 
 
 _SOLUTION_BLOCK = re.compile(
