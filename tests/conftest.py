@@ -40,22 +40,22 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
-    """A grading folder in which Assignment 1's sample submissions (the
-    solution, the blank notebook and realistic bugs) were graded through the
-    real pipeline, once per test session: the report, export and roster
-    tests read it. Returns `(course, assignment, {student: GradeResult})`."""
-    import nbformat
+    """A grading folder in which Assignment 1's class (`grading_cases.py`:
+    the samples, submissions that loop, crash, tamper or hoard memory, and
+    the solution graded again and again) was graded in one batch through
+    the real pipeline, once per test session. test_grading.py checks its
+    scores; the report, export and roster tests read it. Returns
+    `(course, assignment, {student: GradeResult})`."""
+    from grading_cases import ASSIGNMENT, CELL_TIMEOUT, class_submissions
 
     from autograder.cli import grade_folder
     from autograder.pipeline import Course
 
-    assignment = "01_attention_seq2seq"
     folder = tmp_path_factory.mktemp("graded-class")
     course = Course(grading_dir=folder / "grading")
-    paths = {}
-    for sample in course.samples(assignment):
-        paths[sample.name] = folder / "submissions" / f"{sample.name}.ipynb"
-        paths[sample.name].parent.mkdir(exist_ok=True)
-        nbformat.write(course.make_submission(assignment, sample), paths[sample.name])
-    results = grade_folder(course, assignment, paths, log=lambda _: None)
-    return course, assignment, {r.student: r for r in results}
+    (folder / "submissions").mkdir()
+    paths = class_submissions(course, folder / "submissions")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIT_CELL_TIMEOUT", CELL_TIMEOUT)
+        results = grade_folder(course, ASSIGNMENT, paths, log=lambda _: None)
+    return course, ASSIGNMENT, {r.student: r for r in results}

@@ -1,5 +1,6 @@
 """The instructor's report page (`autograder.report`), on Assignment 1's
-sample submissions graded once for the session (`graded_class`).
+class graded once for the session (`graded_class`: the samples, submissions
+that loop, crash or tamper, and the solution graded again).
 
 The counts are checked on the data (`summarise`), the page's safety on a
 copy of the grading folder with hostile text injected, and the page itself
@@ -32,9 +33,12 @@ def test_summary_counts_the_samples_mistakes(graded_class):
     assert [r.student for r in summary.results] == sorted(results)
     assert summary.max_total == 17
     assert summary.unread == {}
-    # The visible and the hidden test both fail: one mistake, one student.
+    # The visible and the hidden test both fail: one mistake, counted once
+    # per student; the submission that also weakened its test cell made the
+    # same mistake (no mask to the softmax), so it is counted with it.
     (luong,) = mistakes_of(summary, "luong_attention", "luong-no-mask")
-    assert (luong.ename, luong.students) == ("CheckFailed", ["luong-no-mask"])
+    assert luong.ename == "CheckFailed"
+    assert luong.students == ["luong-no-mask", "weakened-test-cell"]
     assert "values_mask" in luong.label and "mask" in luong.example.message
     assert luong.example.grade_id == "test_luong_attention"  # the whole message
     (scaled,) = mistakes_of(summary, "dot_score", "dot-scaled")
@@ -42,10 +46,15 @@ def test_summary_counts_the_samples_mistakes(graded_class):
     for exercise in summary.max_scores:
         (blank,) = mistakes_of(summary, exercise, "blank")
         assert (blank.ename, blank.count) == ("NotImplementedError", 1)
-    for correct in ("solution", "alternative"):
+    for correct in ("solution", "alternative", "solution-again-0"):
         assert not any(
             correct in m.students for ms in summary.mistakes.values() for m in ms
         )
+    # the submissions with notes: a cell that looped, a kernel that died
+    notes = {r.student: r.note for r in summary.results if r.note}
+    assert "interrupted" in notes["loops"]
+    assert "kernel" in notes["kills-kernel"]
+    assert "solution" not in notes
 
 
 def hostile_copy(course, assignment, folder):
