@@ -25,6 +25,11 @@ os.environ.setdefault("KIT_GRADING_DIR", GRADING)
 
 c.CourseDirectory.root = HERE
 c.CourseDirectory.course_id = "attention-course-kit"
+# The exchange folder that `nbgrader release_assignment`, `collect` and
+# `release_feedback` use (students' clients must name the same one: on
+# JupyterHub, in the global /etc/jupyter/nbgrader_config.py). nbgrader's
+# default unless `KIT_EXCHANGE` says otherwise.
+c.Exchange.root = os.environ.get("KIT_EXCHANGE", "/srv/nbgrader/exchange")
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
 c.CourseDirectory.submitted_directory = os.path.join(GRADING, "submitted")

@@ -80,12 +80,10 @@ class Classroom:
         self.env = {
             **os.environ,
             "KIT_GRADING_DIR": str(self.grading),
+            "KIT_EXCHANGE": str(self.exchange),  # nbgrader_config.py reads it
             "PATH": os.pathsep.join([str(BIN), os.environ["PATH"]]),
         }
-        self.exchange_args = [
-            f"--Exchange.root={self.exchange}",
-            f"--CourseDirectory.release_directory={self.release}",
-        ]
+        self.exchange_args = [f"--CourseDirectory.release_directory={self.release}"]
 
     def instructor(self, *args, check=True):
         return run(
@@ -102,6 +100,7 @@ class Classroom:
         home.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "USER": name, "LOGNAME": name, "HOME": str(home)}
         env.pop("KIT_GRADING_DIR")
+        env.pop("KIT_EXCHANGE")  # a student's client names the exchange itself
         return run(
             [
                 BIN / "nbgrader",
