@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test system build check-sync lint format benchmarks lab clean
+.PHONY: demo test system compat build check-sync lint format benchmarks lab clean
 
 # The virtual environment, created when missing and refreshed when
 # pyproject.toml changes.
@@ -22,8 +22,21 @@ demo: $(STAMP)
 system:
 	sh tools/system-packages.sh
 
+## compat: an older TensorFlow and Keras (tools/compat-requirements.txt) in
+## .venv-compat, where the tests run the student bundle's checks as on a
+## runtime with its own TensorFlow (Colab, a JupyterHub image)
+COMPAT       := .venv-compat
+COMPAT_STAMP := $(COMPAT)/.installed
+$(COMPAT_STAMP): tools/compat-requirements.txt
+	rm -rf $(COMPAT)
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet -r tools/compat-requirements.txt
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+
 ## test: the whole test suite (unit tests, notebooks, grading) and ruff
-test: $(STAMP) system
+test: $(STAMP) system compat
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check autograder data tests benchmarks
 	$(BIN)/python -m pytest

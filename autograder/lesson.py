@@ -34,12 +34,20 @@ __all__ = [
 PINNED = ("tensorflow", "keras", "tensorflow-text", "nbgrader", "numpy", "matplotlib")
 
 
+def _version(name):
+    if name == "tensorflow":  # also `tensorflow-cpu` and the other builds
+        import tensorflow as tf
+
+        return tf.__version__
+    return importlib.metadata.version(name)
+
+
 def show_versions():
     """Print Python's and the pinned packages' versions, one line."""
     parts = [f"python {platform.python_version()}"]
     for name in PINNED:
         try:
-            parts.append(f"{name} {importlib.metadata.version(name)}")
+            parts.append(f"{name} {_version(name)}")
         except importlib.metadata.PackageNotFoundError:
             parts.append(f"{name} (not installed)")
     print(" | ".join(parts))

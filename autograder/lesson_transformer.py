@@ -197,6 +197,11 @@ class TranslationData:
             file is sorted by length, so these are the shortest).
         mirror: folder holding the archive (default `$KIT_DATA_MIRROR`).
 
+    Raises:
+        wordpiece.TensorFlowTextMissing: tensorflow-text is missing or built
+            for another TensorFlow (its message gives the command to run).
+        translation.DataUnavailable: the corpus cannot be had.
+
     Attributes:
         train, validation, test: `Split`s.
         source_tokenizer, target_tokenizer: `wordpiece.Tokenizer`s.
@@ -216,6 +221,9 @@ class TranslationData:
     ):
         from autograder.data import translation, wordpiece
 
+        # Before the corpus is read: without tensorflow-text (or with a build
+        # for another TensorFlow) this says which version to install.
+        wordpiece.load_tensorflow_text()
         self.corpus = corpus
         self.max_length = int(max_length)
         pairs = translation.load_pairs(corpus, mirror=mirror, limit=limit)

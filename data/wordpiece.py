@@ -12,27 +12,80 @@ with `tensorflow-text`:
   once and cached in a file named by a hash of the sentences and settings;
 * `Tokenizer`: `text.BertTokenizer` on that vocabulary, adding `[START]` and
   `[END]`, and back to text.
+
+tensorflow-text is built for one TensorFlow release (`tensorflow-text==2.17.*`
+for TensorFlow 2.17) and requires exactly that one, so it is not a hard
+requirement of the student package: installing it would replace a runtime's
+own TensorFlow (Colab's, a JupyterHub image's). Without it, or with a build
+for another TensorFlow, these functions raise `TensorFlowTextMissing`, whose
+message gives the command that installs the matching version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
+import re
 from pathlib import Path
 
-__all__ = ["RESERVED", "Tokenizer", "build_vocab", "clean"]
+__all__ = [
+    "RESERVED",
+    "TensorFlowTextMissing",
+    "Tokenizer",
+    "build_vocab",
+    "clean",
+    "load_tensorflow_text",
+]
 
 RESERVED = ["[PAD]", "[UNK]", "[START]", "[END]"]
 PAD, UNK, START, END = range(4)
 _PUNCTUATION = r"([.?!,¿¡;:\"])"
 
 
+class TensorFlowTextMissing(ImportError):
+    """tensorflow-text is missing, or built for another TensorFlow."""
+
+
+def load_tensorflow_text():
+    """The `tensorflow_text` module; `TensorFlowTextMissing` says how to get it."""
+    import tensorflow as tf
+
+    try:
+        import tensorflow_text as text
+    except (ImportError, tf.errors.NotFoundError) as error:
+        raise TensorFlowTextMissing(_missing_message(tf.__version__, error)) from None
+    return text
+
+
+def _missing_message(tf_version, error):
+    release = re.match(r"\d+\.\d+", tf_version)
+    release = release.group(0) if release else tf_version
+    try:
+        installed = importlib.metadata.version("tensorflow-text")
+    except importlib.metadata.PackageNotFoundError:
+        problem = "it is not installed"
+    else:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        problem = (
+            f"tensorflow-text {installed} is installed but does not load with "
+            f"TensorFlow {tf_version} ({type(error).__name__}: {reason[:200]})"
+        )
+    return (
+        "The WordPiece tokenisers (the translation part of Assignment 3) need "
+        f"tensorflow-text built for your TensorFlow {tf_version}; {problem}. "
+        "Install the matching version in a notebook cell, then restart the "
+        f'kernel:\n\n    %pip install "tensorflow-text=={release}.*"\n\n'
+        "Everything else in the course runs without it."
+    )
+
+
 def clean(texts):
     """NFKC, lower case, spaces around punctuation; a `tf.string` tensor."""
     import tensorflow as tf
-    import tensorflow_text as text
 
+    text = load_tensorflow_text()
     texts = text.normalize_utf8(tf.convert_to_tensor(texts), "NFKC")
     texts = tf.strings.lower(texts, encoding="utf-8")
     texts = tf.strings.regex_replace(texts, _PUNCTUATION, r" \1 ")
@@ -60,6 +113,8 @@ def build_vocab(sentences, vocab_size=8000):
     if cache.exists():
         return cache.read_text(encoding="utf-8").split("\n")
     import tensorflow as tf
+
+    load_tensorflow_text()  # says which version to install when it is missing
     from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bv
 
     dataset = tf.data.Dataset.from_tensor_slices(clean(list(sentences))).batch(1024)
@@ -81,8 +136,8 @@ class Tokenizer:
 
     def __init__(self, vocab):
         import tensorflow as tf
-        import tensorflow_text as text
 
+        text = load_tensorflow_text()
         self.vocab = list(vocab)
         table = tf.lookup.StaticVocabularyTable(
             tf.lookup.KeyValueTensorInitializer(

@@ -6,6 +6,8 @@ import tomllib
 from pathlib import Path
 
 import nbformat
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,10 +31,45 @@ def test_every_dependency_is_pinned():
         assert "==" in spec, spec
 
 
-def test_student_bundle_pins_equal_pyproject():
+def pinned(specs):
+    """{name: version} of `name==version` requirements."""
+    versions = {}
+    for spec in specs:
+        requirement = Requirement(spec)
+        versions[requirement.name] = next(iter(requirement.specifier)).version
+    return versions
+
+
+def test_student_bundle_ranges_admit_the_pins():
+    """The student wheel requires ranges (a runtime keeps its own TensorFlow),
+    each met by the version the grader pins, and no tensorflow-text."""
     from autograder.bundle import REQUIRES
 
-    assert set(REQUIRES) <= set(pyproject()["project"]["dependencies"])
+    pins = pinned(pyproject()["project"]["dependencies"])
+    for spec in REQUIRES:
+        assert "==" not in spec, spec
+        requirement = Requirement(spec)
+        assert requirement.specifier.contains(pins[requirement.name]), spec
+    assert "tensorflow-text" not in {Requirement(spec).name for spec in REQUIRES}
+
+
+def test_compat_environment_is_older_and_within_the_ranges():
+    """`make compat` installs, for each range, a release it admits; for
+    TensorFlow (its CPU build) and Keras, one older than the grader's."""
+    from autograder.bundle import REQUIRES
+
+    text = (ROOT / "tools" / "compat-requirements.txt").read_text()
+    compat = pinned(
+        line.replace("tensorflow-cpu", "tensorflow")
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    for spec in REQUIRES:
+        requirement = Requirement(spec)
+        assert requirement.specifier.contains(compat[requirement.name]), spec
+    pins = pinned(pyproject()["project"]["dependencies"])
+    for name in ("tensorflow", "keras"):
+        assert Version(compat[name]) < Version(pins[name]), name
 
 
 def test_readme_commands_and_ci():

@@ -1,6 +1,7 @@
 """WordPiece tokenisers: learnt once and cached, reversible, Hangul kept whole."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -41,3 +42,19 @@ def test_vocab_is_cached_and_round_trips(name, tmp_path):
     assert same > 0.95, same  # what differs has a word outside the vocabulary
     if name == "kor-eng":
         assert not any("\u1100" <= ch <= "\u11ff" for ch in "".join(vocab))  # no jamo
+
+
+def test_a_tensorflow_text_that_does_not_load_says_which_to_install(monkeypatch):
+    """tensorflow-text requires one TensorFlow release exactly, so it is not a
+    requirement of the student package: without a build that loads, the
+    tokenisers say which version to install instead of an obscure error."""
+    import tensorflow as tf
+
+    monkeypatch.setitem(sys.modules, "tensorflow_text", None)  # import fails
+    with pytest.raises(W.TensorFlowTextMissing) as missing:
+        W.Tokenizer(W.RESERVED)
+    release = ".".join(tf.__version__.split(".")[:2])
+    message = str(missing.value)
+    assert f'%pip install "tensorflow-text=={release}.*"' in message
+    assert "is installed but does not load" in message
+    assert isinstance(missing.value, ImportError)

@@ -54,7 +54,15 @@
 # token) and False on padding, as Keras uses it.
 
 # %%
-from autograder import lesson  # first: keeps TensorFlow's log lines out of your cells
+try:  # first: keeps TensorFlow's log lines out of your cells
+    from autograder import lesson
+except ModuleNotFoundError as missing:
+    if missing.name != "autograder":
+        raise
+    raise ModuleNotFoundError(
+        "The course kit is not installed here. Run this in a new cell, then this cell again:\n"
+        "%pip install attention_course_kit_student-0.1.0-py3-none-any.whl   (upload that file from your instructor beside this notebook first)"
+    ) from None
 
 lesson.show_versions()
 

@@ -34,7 +34,15 @@
 # where attention is allowed. Shapes in comments are the shapes you get.
 
 # %%
-from autograder import lesson  # first: keeps TensorFlow's log lines out of your cells
+try:  # first: keeps TensorFlow's log lines out of your cells
+    from autograder import lesson
+except ModuleNotFoundError as missing:
+    if missing.name != "autograder":
+        raise
+    raise ModuleNotFoundError(
+        "The course kit is not installed here. Run this in a new cell, then this cell again:\n"
+        "%pip install attention_course_kit_student-0.1.0-py3-none-any.whl   (upload that file from your instructor beside this notebook first)"
+    ) from None
 
 lesson.show_versions()
 
@@ -933,13 +941,19 @@ if RUN_EXPERIMENTS:
 # ##amente`), so there is no unknown word. The vocabularies are learnt on the
 # training sentences only, and cached.
 #
+# tensorflow-text must be built for your TensorFlow: for TensorFlow 2.17,
+# `%pip install "tensorflow-text==2.17.*"`, then restart the kernel (a
+# plain `pip install tensorflow-text` would replace your TensorFlow). Without
+# it, the next cell prints the command for your version and this part is
+# skipped.
+#
 # Korean attaches its endings to words (`학교에` "at school", `학교에서`
 # "from school"): with whole words, every form is a new word. Set
 # `CORPUS = "kor-eng"` to train on the 5,749 Korean-English pairs instead;
 # subwords split stem and ending.
 
 # %%
-from autograder.data import translation
+from autograder.data import translation, wordpiece
 
 CORPUS = "spa-eng"
 data = None
@@ -951,8 +965,8 @@ if RUN_EXPERIMENTS and TRANSLATION_MINUTES:
             target_vocab_size=8000,
             limit=20000 if lesson.QUICK else None,  # the tests' quick run
         )
-    except translation.DataUnavailable as missing:
-        print(missing)  # the date task above does not need it
+    except (translation.DataUnavailable, wordpiece.TensorFlowTextMissing) as missing:
+        print(missing)  # the date task above needs neither
 if data is not None:
     print(
         f"{len(data.train)} training pairs, {len(data.test)} test pairs; vocabularies "
