@@ -228,7 +228,7 @@ def cmd_bundle(args):
     from autograder.bundle import build_bundle
 
     course = Course(args.root)
-    wheel = build_bundle(course, args.out)
+    wheel = build_bundle(course, args.out, wheel_url=args.wheel_url)
     print(f"Student bundle in {Path(args.out).resolve()}:")
     print(f"  {wheel.name} (no reference layers, no judge, no hidden cases)")
     print("  assignments/ (student notebooks), README.md")
@@ -334,6 +334,12 @@ def main(argv=None):
         "--out",
         default="build/student-bundle",
         help="folder (default build/student-bundle)",
+    )
+    p.add_argument(
+        "--wheel-url",
+        default=None,
+        help="where you host the wheel (its URL, or its folder ending with /): "
+        "the notebooks' first cells then say `%%pip install URL`",
     )
     p = sub.add_parser("demo", help="grade the bundled sample submissions")
     p.add_argument("--workers", type=int, default=None, help="local worker processes")

@@ -1141,6 +1141,14 @@ _PIP_FLAGS = frozenset(
     }
 )
 _PLAIN_ARGUMENT = re.compile(r"[\w.=,<>!~*\[\]-]+")
+# The course's own student wheel, by file name or from the instructor's web
+# address (the notebooks' first cell says to install it so: on Colab a
+# student does it again each session). Grading has no network, so the
+# install can only fail there, in its own cell.
+_KIT_WHEEL = re.compile(
+    r"(?:https?://[\w.-]+(?::\d+)?(?:/[\w.~%+-]+)*/|(?:\./)?)"
+    r"attention_course_kit_student-[\w.+!-]+-py3-none-any\.whl"
+)
 
 
 def _pip_problem(words):
@@ -1158,8 +1166,11 @@ def _pip_problem(words):
         if word.startswith("-"):
             if word not in _PIP_FLAGS:
                 return f"`pip install {word}`"
-        elif not _REQUIREMENT.fullmatch(word):
-            return f"`pip install {word}` (only package names from the index)"
+        elif not (_REQUIREMENT.fullmatch(word) or _KIT_WHEEL.fullmatch(word)):
+            return (
+                f"`pip install {word}` (only package names from the index, "
+                "and the course's own wheel)"
+            )
     return None
 
 

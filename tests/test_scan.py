@@ -544,6 +544,10 @@ def test_imports_outside_the_list_are_found(source, reason):
         '!pip install "keras-hub==0.32.0"',
         "%pip install -q keras-hub",
         "!python -m pip install keras-hub",
+        # the course's wheel, as the first cell says (Colab: every session)
+        "%pip install https://course.example.org/kit/attention_course_kit_student-0.1.0-py3-none-any.whl",
+        "!pip install -q attention_course_kit_student-0.1.0-py3-none-any.whl",
+        "%pip install ./attention_course_kit_student-0.2.0-py3-none-any.whl",
         "!pip list",
         "!conda install -y -c conda-forge numpy",
         "!nvidia-smi",
@@ -604,6 +608,16 @@ def test_harmless_magics_and_commands_are_not_tampering(source):
         ("!pip install -e /tmp/pkg", "`pip install -e`"),
         ("!pip install git+https://example.com/x.git", "only package names"),
         ("%pip install --index-url http://x y", "`pip install --index-url`"),
+        ("%pip install https://x.example/other-0.1-py3-none-any.whl", "only package"),
+        ("%pip install /tmp/attention_course_kit_student-0-py3-none-any.whl", "only"),
+        (
+            "%pip install https://x.example/attention_course_kit_student-1-py3-none-any.whl#x",
+            "only package names",
+        ),
+        (
+            "%pip install file:///attention_course_kit_student-1-py3-none-any.whl",
+            "only",
+        ),
         ("reset -f", "IPython `run_line_magic` (reset)"),  # automagic
         ("%sx rm -rf build", "`rm` is not a harmless command"),
         ("get_ipython().system(command)", "a command the scan cannot read"),
