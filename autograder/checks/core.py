@@ -30,6 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from autograder.checks import evidence
+
 __all__ = [
     "Case",
     "CheckFailed",
@@ -281,11 +283,45 @@ def _error_text(error):
 
 
 def _student_error(what, error):
-    """A CheckFailed for an exception the student's code raised."""
+    """A CheckFailed for an exception the student's code raised, with the
+    shapes of the arrays the failing line works on."""
     return CheckFailed(
         f"{what} raised {type(error).__name__}: {_error_text(error)}"
-        f"{_student_location(error)}"
+        f"{_student_location(error)}{_operand_shapes(error)}"
     )
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _operand_shapes(error):
+    """`At that line: `q` (2, 3, 5), ...`: the shapes of the tensors and
+    arrays the student's failing line names (locals and attributes of
+    `self` that hold one), read from the frame where it failed."""
+    frames = [
+        (frame, line)
+        for frame, line in traceback.walk_tb(error.__traceback__)
+        if "site-packages" not in frame.f_code.co_filename
+        and "/autograder/" not in frame.f_code.co_filename
+    ]
+    if not frames:
+        return ""
+    frame, lineno = frames[-1]
+    import linecache
+
+    text = linecache.getline(frame.f_code.co_filename, lineno, frame.f_globals)
+    shapes = []
+    for name in dict.fromkeys(_NAME.findall(text)):
+        value = frame.f_locals.get(name)
+        shape = getattr(value, "shape", None)
+        if shape is None or isinstance(value, type):
+            continue
+        try:
+            dims = tuple(None if d is None else int(d) for d in shape)
+        except (TypeError, ValueError):
+            continue
+        shapes.append(f"`{name}` {dims}")
+    return f"\nAt that line: {', '.join(shapes[:8])}." if shapes else ""
 
 
 def check(function):
@@ -380,7 +416,13 @@ def student_code(what):
         raise _student_error(what, error) from error
 
 
-def _format_failure(check_name, index, total, case, problem, hint):
+def _format_failure(check_name, index, total, case, problem, hint, evidence=None):
+    """The message of a failed case: what ran, what differed, and why.
+
+    `hint` names a known mistake the outputs match; otherwise `evidence`
+    (`checks.evidence`) says what the outputs show (`Observed:`) and, only
+    where that supports it, names the mistake (`Hint:`); `reminder` (the
+    exercise's recipe) closes a message that names no mistake."""
     lines = [
         f"{check_name}: case {index} of {total} failed: {case.title}",
         "Inputs:",
@@ -398,6 +440,11 @@ def _format_failure(check_name, index, total, case, problem, hint):
     lines.append(problem)
     if hint:
         lines.append(f"Hint: {hint}")
+    elif evidence is not None:
+        lines += [f"Observed: {line}" for line in evidence.observed]
+        lines += [f"Hint: {line}" for line in evidence.named]
+        if not evidence.named and evidence.reminder:
+            lines.append(f"The exercise asks for: {evidence.reminder}")
     return "\n".join(lines)
 
 
@@ -492,7 +539,7 @@ def decide(
     for index, (case, got, expectation) in enumerate(
         zip(cases, observations, expectations, strict=False), start=1
     ):
-        problems = []
+        problems, passed, wrong = [], [], {}
         for name, expected in expectation["expected"].items():
             expected = np.asarray(expected, np.float64)
             if name not in got:
@@ -504,19 +551,40 @@ def decide(
                     f"Output `{name}`: received shape {received.shape}, "
                     f"expected {expected.shape}."
                 )
+                wrong[name] = (received, expected)
                 continue
             issue = compare(received, expected, valid_for(case, name), tolerance)
             if issue:
                 problems.append(f"Output `{name}`: {issue}.")
+                wrong[name] = (received, expected)
+            else:
+                passed.append(name)
         if not problems:
             continue
-        hint = generic_hint
+        hint = ""
         for variant_hint, variant in expectation["variants"]:
             if _matches(got, variant, case, tolerance):
                 hint = variant_hint
                 break
+        found = None
+        if not hint:  # not a known mistake: what do the outputs show?
+            found = evidence.read_outputs(passed, list(wrong))
+            for name, (received, expected) in wrong.items():
+                found.extend(
+                    evidence.read(
+                        case,
+                        name,
+                        received,
+                        expected,
+                        valid_for(case, name),
+                        tolerance,
+                    )
+                )
+            found.reminder = generic_hint
         raise CheckFailed(
-            _format_failure(check_name, index, total, case, "\n".join(problems), hint)
+            _format_failure(
+                check_name, index, total, case, "\n".join(problems), hint, found
+            )
         )
     if failure is not None:
         raise failure
