@@ -178,3 +178,16 @@ def test_a_check_without_a_named_mistake_says_what_was_observed():
 
     text = message(check_masked_softmax, masked_softmax)
     assert "Observed:" in text and "does not sum to 1" in text, text
+
+
+def test_randomness_at_inference_is_named_from_two_identical_calls():
+    from autograder.checks.transformer import check_add_norm
+    from autograder.reference.transformer import AddNorm
+
+    class AlwaysDropping(AddNorm):
+        def call(self, x, y, training=None):
+            return self.norm(x + self.dropout(y, training=True))
+
+    text = message(check_add_norm, AlwaysDropping)
+    assert "Two identical calls" in text and "training=True" in text, text
+    check_add_norm(AddNorm)  # the right layer is not random at inference

@@ -454,6 +454,8 @@ class LayerProbe:
     def __call__(self, case, index):
         layer = self.build(self.cls, case)
         outputs = dict(self.run(layer, case))
+        if index == 1:
+            same_again(self.cls.__name__, outputs, self.run(layer, case))
         if index == 1 and self.round_trip:
             config_round_trip(self.cls.__name__, layer, self.round_trip)
             with student_code(f"`{self.cls.__name__}.from_config(get_config())`"):
@@ -467,6 +469,35 @@ class LayerProbe:
             for name, value in self.run(clone, case).items():
                 outputs[f"{name}{ROUND_TRIP}"] = value
         return outputs
+
+
+def same_again(name, first, second):
+    """Two identical calls must give the same outputs: a layer that is
+    random at inference (dropout applied with `training=True`, or always)
+    is named from that alone."""
+    for key, value in first.items():
+        try:
+            a = np.asarray(_numpy(value), np.float64)
+            b = np.asarray(_numpy(second.get(key)), np.float64)
+        except (TypeError, ValueError):
+            continue  # not an array: the comparison with the reference says so
+        if a.shape != b.shape or not np.isfinite(a).all():
+            continue
+        gap = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if gap > 1e-6 * (1 + float(np.max(np.abs(a)))):
+            raise CheckFailed(
+                f"Two identical calls of `{name}` gave different outputs "
+                f"(`{key}` differs by up to {gap:.3g}): the layer is random at "
+                "inference.\nHint: Dropout must be off unless `training` is "
+                "True: call your Dropout layers with `training=training` (never "
+                "`training=True`) and apply no other randomness in `call`."
+            )
+
+
+def _numpy(value):
+    if hasattr(value, "numpy") and callable(value.numpy):
+        return value.numpy()
+    return value
 
 
 def config_round_trip(check_name, layer, required):
