@@ -395,12 +395,6 @@ def _luong_variant(mistake):
     )
 
 
-_KERAS_MASK_HINT = (
-    "With a Keras mask the padding did not reach your layer: name the call "
-    "argument `values_mask` (Keras fills `<argument>_mask` from that argument's "
-    "mask) and set `self.supports_masking = True`."
-)
-
 register(
     Spec(
         name="check_luong_attention",
@@ -443,10 +437,10 @@ register(
                 ),
             ]
         ],
-        generic_hint="Check each step against the formulas: scores, masked softmax, "
-        "context, [a_t; s_t], tanh(W_c . + b_c), softmax(W_y . + b_y). "
-        + _KERAS_MASK_HINT
-        + " `return_attention_scores` must not change the output.",
+        generic_hint="scores, masked softmax, context a_t, [a_t; s_t], "
+        "tanh(W_c . + b_c), softmax(W_y . + b_y); the padding mask comes as "
+        "`values_mask` (with a Keras mask too: `self.supports_masking = True`); "
+        "`return_attention_scores` does not change the output.",
         round_trip=True,
     )
 )
@@ -647,8 +641,9 @@ register(
                 _step_variant("softmax_output"),
             ),
         ],
-        generic_hint="Attend with the previous state s_{t-1} (Bahdanau), not with "
-        "the new one; use keras.layers.GRUCell with its defaults.",
+        generic_hint="x = embedding(tokens); context, weights = attention(state, "
+        "values, values_mask); new_state = GRUCell([x; context], state); logits "
+        "= output_layer(new_state); return logits, new_state, weights.",
         round_trip=True,
     )
 )
