@@ -793,3 +793,96 @@ def test_lesson_cells_define_the_protected_names(course):
         facts["protected"]
     )
     assert len(facts["tests"]) == 14
+
+
+HELPED = {
+    # correct: helpers that split, attend and merge every head at once
+    "split": (
+        "    def split(self, x, size):\n"
+        "        b, t = ops.shape(x)[0], ops.shape(x)[1]\n"
+        "        x = ops.reshape(x, (b, t, self.num_heads, size))\n"
+        "        return ops.transpose(x, (0, 2, 1, 3))\n\n"
+        "    def call(self, query, value):\n"
+        "        q = self.split(query, self.key_dim)\n"
+        "        for extra in (query, value):\n"
+        "            pass\n"
+        "        return attend(q, q, q)\n",
+        False,
+    ),
+    "split_given_the_count": (
+        "    def split(self, x, h):\n"
+        "        return ops.reshape(x, (2, h, -1))\n\n"
+        "    def call(self, query, value):\n"
+        "        return self.split(query, self.num_heads)\n",
+        False,
+    ),
+    # refused: the loop over the heads sits in a method `call` calls
+    "method_loop": (
+        "    def heads(self, x):\n"
+        "        return [x for i in range(self.num_heads)]\n\n"
+        "    def call(self, query, value):\n"
+        "        return ops.concatenate(self.heads(query), -1)\n",
+        True,
+    ),
+    # refused: a helper given the head count loops over it
+    "count_as_parameter": (
+        "    def apply(self, x, n):\n"
+        "        out = []\n"
+        "        for i in range(n):\n"
+        "            out.append(x)\n"
+        "        return out\n\n"
+        "    def call(self, query, value):\n"
+        "        h = self.num_heads\n"
+        "        return self.apply(query, n=h)\n",
+        True,
+    ),
+    # refused: a function of the student's cells, reached through a method
+    "function_loop": (
+        "    def attend_all(self, q):\n"
+        "        return per_head(q, self.num_heads)\n\n"
+        "    def call(self, query, value):\n"
+        "        return self.attend_all(query)\n",
+        True,
+    ),
+    # a helper nobody calls is not code the layer runs
+    "unused_helper": (
+        "    def unused(self, x):\n"
+        "        return [x for i in range(self.num_heads)]\n\n"
+        "    def call(self, query, value):\n"
+        "        return query\n",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize(("body", "loops"), list(HELPED.values()), ids=list(HELPED))
+def test_the_loop_rule_reaches_the_helpers_call_runs(
+    body, loops, tmp_path, monkeypatch
+):
+    """ "No loop over the heads" holds for all the student's code `call` runs:
+    its own methods and the functions of the student's cells, followed from
+    `call`; a helper that splits the heads without a loop passes."""
+    import importlib
+    import sys
+
+    from autograder.checks import attention as checks_attention
+
+    source = (
+        "from keras import ops\n\n\n"
+        "def attend(q, k, v):\n"
+        "    return ops.matmul(q, ops.swapaxes(k, -1, -2))\n\n\n"
+        "def per_head(x, count):\n"
+        "    return [x[:, i] for i in range(count)]\n\n\n"
+        "class Layer:\n"
+        "    num_heads = 2\n"
+        "    key_dim = 3\n\n"
+        f"{body}"
+    )
+    (tmp_path / "student_helpers.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("student_helpers", None)
+    module = importlib.import_module("student_helpers")
+    found = checks_attention._loops_over_heads(module.Layer)
+    assert bool(found) is loops, found
+    if loops:
+        assert found[0][0] != "Layer.call"

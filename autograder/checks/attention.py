@@ -130,10 +130,11 @@ def _plain(value):
     return True
 
 
-def _head_counts(function):
-    """`num_heads` and the local names assigned from it (`h = self.num_heads`,
-    `h, dk = self.num_heads, self.key_dim`), to a fixed point."""
-    counts = {"num_heads"}
+def _head_counts(function, start=()):
+    """`num_heads` (and `start`) and the local names assigned from it
+    (`h = self.num_heads`, `h, dk = self.num_heads, self.key_dim`), to a
+    fixed point."""
+    counts = {"num_heads", *start}
     changed = True
     while changed:
         changed = False
@@ -161,16 +162,52 @@ def _head_counts(function):
     return counts
 
 
-def _loops_over_heads(cls):
-    """Line numbers of loops in `call` that go over the heads (heads must be
-    computed at once). Other loops (over the masks, over query/key/value)
-    are fine."""
+def _tree(function):
+    """The parsed source of a function, or None."""
     try:
-        source = textwrap.dedent(inspect.getsource(cls.call))
-        tree = ast.parse(source)
-    except (OSError, TypeError, SyntaxError):
-        return []
-    counts = _head_counts(tree)
+        return ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+
+
+def _parameters(node):
+    """A function definition's parameter names, in order (`self` included)."""
+    arguments = node.args
+    return [a.arg for a in arguments.posonlyargs + arguments.args]
+
+
+def _reached(function, tree, cls):
+    """The student's own functions `function` calls, with the arguments of
+    each call: `self.helper(...)` (a method of `cls` written in the same
+    module as `cls`) and `helper(...)` (a function of that module). Keras's
+    methods and library functions are not the student's code."""
+    namespace = getattr(function, "__globals__", {})
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func, target, bound = node.func, None, False
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "self"
+        ):
+            target, bound = inspect.getattr_static(cls, func.attr, None), True
+            if isinstance(target, staticmethod | classmethod):
+                target, bound = target.__func__, isinstance(target, classmethod)
+        elif isinstance(func, ast.Name):
+            target = namespace.get(func.id)
+        if (
+            inspect.isfunction(target)
+            and target.__module__ == cls.__module__
+            and target.__name__ != "<lambda>"
+        ):
+            found.append((target, bound, node))
+    return found
+
+
+def _loops_in(tree, counts):
+    """Line numbers of the loops of `tree` that go over the heads."""
     comprehensions = ast.ListComp | ast.GeneratorExp | ast.DictComp | ast.SetComp
     lines = []
     for node in ast.walk(tree):
@@ -184,7 +221,59 @@ def _loops_over_heads(cls):
             found = False
         if found:
             lines.append(node.lineno)
-    return sorted(lines)
+    return lines
+
+
+def _loops_over_heads(cls):
+    """Loops over the heads (heads must be computed at once) in all the code
+    the layer's `call` runs that the student wrote: `call` itself, the
+    layer's methods it calls (`self.split_heads(x)`), and the functions of
+    the student's cells it calls (`attend(q, k, v)`), however deep. A
+    parameter given the head count (`self.split(x, self.num_heads)`) is a
+    head count in the helper. Other loops (over the masks, over
+    query/key/value) are fine.
+
+    Returns `[(where, line)]`, `where` naming the method or function, `line`
+    counted from its `def`.
+    """
+    call = getattr(cls, "call", None)
+    if not inspect.isfunction(call):
+        return []
+    given = {call: set()}
+    pending = [call]
+    seen = {}
+    while pending:
+        function = pending.pop()
+        tree = _tree(function)
+        if tree is None:
+            continue
+        counts = _head_counts(tree, given[function])
+        seen[function] = (tree, counts)
+        for target, bound, node in _reached(function, tree, cls):
+            definition = _tree(target)
+            if definition is None or not definition.body:
+                continue
+            params = _parameters(definition.body[0])[1 if bound else 0 :]
+            carried = {
+                params[i]
+                for i, arg in enumerate(node.args)
+                if i < len(params) and _plain(arg) and _mentions(arg, counts)
+            } | {
+                k.arg
+                for k in node.keywords
+                if k.arg in params and _plain(k.value) and _mentions(k.value, counts)
+            }
+            if target not in given:
+                given[target] = set(carried)
+                pending.append(target)
+            elif not carried <= given[target]:
+                given[target] |= carried
+                pending.append(target)
+    found = []
+    for function, (tree, counts) in seen.items():
+        where = function.__qualname__
+        found += [(where, line) for line in _loops_in(tree, counts)]
+    return sorted(found, key=lambda item: (item[0] != call.__qualname__, item))
 
 
 def _mha_call(layer, case, kwargs):
@@ -228,9 +317,15 @@ def check_multi_head_attention(MultiHeadAttention, cases="visible"):
     __tracebackhide__ = True
     loops = _loops_over_heads(MultiHeadAttention)
     if loops:
+        where, line = loops[0]
+        called = (
+            ""
+            if where == f"{MultiHeadAttention.__qualname__}.call"
+            else f", which `{MultiHeadAttention.__name__}.call` calls,"
+        )
         raise CheckFailed(
-            f"check_multi_head_attention: `{MultiHeadAttention.__name__}.call` "
-            f"has a loop (line {loops[0]} of the method). Compute every head at "
+            f"check_multi_head_attention: `{where}`{called} has a loop over the "
+            f"heads (line {line} of its definition). Compute every head at "
             "once: split into (B, h, T, d_k) and let matmul or einsum run over "
             "the head axis, as a GPU does in one kernel."
         )
