@@ -254,6 +254,54 @@ def test_greedy_decode_that_never_stops_is_named():
         checks.check_greedy_decode(endless)
 
 
+def test_greedy_decode_must_feed_its_predictions_back():
+    """The scripted model answers from the tokens it is fed: a decoder that
+    feeds it anything but its own predictions decodes something else."""
+
+    def start_tokens_only(model, source, start_id, end_id, max_length):
+        output = np.full((len(source), 1), start_id)
+        done = np.zeros(len(source), bool)
+        for _ in range(max_length):
+            fed = np.full_like(output, start_id)  # never the predictions
+            logits = model((source, fed), training=False)
+            following = np.asarray(ops.argmax(logits[:, -1], axis=-1))
+            following = np.where(done, 0, following)
+            output = np.concatenate([output, following[:, None]], axis=1)
+            done |= following == end_id
+            if done.all():
+                break
+        return output[:, 1:]
+
+    def first_only(model, source, start_id, end_id, max_length):
+        return T.greedy_decode(
+            lambda inputs, training=None: model((inputs[0], inputs[1][:, :1])),
+            source,
+            start_id,
+            end_id,
+            max_length,
+        )
+
+    with pytest.raises(CheckFailed):
+        checks.check_greedy_decode(start_tokens_only)
+    with pytest.raises(CheckFailed, match="predictions fed back"):
+        checks.check_greedy_decode(first_only)
+    checks.check_greedy_decode(T.greedy_decode, cases="hidden")
+
+
+def test_the_scripted_model_keeps_no_script():
+    """Nothing a student can read off the model lists its answers."""
+    script = [[5, 6, 2, 7], [4, 2, 6, 6]]
+    from autograder.checks.transformer import ScriptedModel
+
+    model = ScriptedModel(script, 8, 1, 2)
+    assert not hasattr(model, "__dict__")
+    held = [getattr(model, name) for name in type(model).__slots__]
+    for value in held:
+        assert not isinstance(value, list | tuple | np.ndarray), value
+    ids = T.greedy_decode(model, np.ones((2, 3), np.int32), 1, 2, 4)
+    np.testing.assert_array_equal(ids, [[5, 6, 2], [4, 2, 0]])
+
+
 class FromZero(T.WarmupSchedule):
     """Steps counted from 0: one step behind."""
 

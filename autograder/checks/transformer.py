@@ -357,16 +357,77 @@ def check_masked_loss(masked_loss, masked_accuracy, cases="visible"):
     _run("check_masked_loss", cases, probe)
 
 
-class ScriptedModel:
-    """A stand-in for a trained model whose next token is known in advance.
+def scripted_answers(script, vocab, start_id, end_id):
+    """What a scripted model answers, as a function of the tokens it is fed.
 
-    Called on `(source, output_so_far)`, it returns logits `(B, T, vocab)`
-    whose argmax at position `t` is `script[row][t]`: the token the model
-    "predicts" after `t + 1` tokens (the start token included).
+    Row `r` fed the right first `n + 1` tokens (`start_id`, then
+    `script[r][:n]`, the tokens after the row's `end_id` either its script's
+    or padding 0) answers `script[r][n]`; fed any other tokens it answers
+    another token (never `script[r][n]`), so a decoder that does not feed its
+    own predictions back decodes something else.
+
+    Returns `answer(row, prefix) -> token`. The answers are kept under a keyed
+    digest of (row, prefix), each token masked by its digest: nothing the
+    model holds lists them.
+    """
+    import hashlib
+
+    script = np.asarray(script, np.int64)
+    vocab = int(vocab)
+    secret = hashlib.blake2b(
+        script.tobytes() + np.asarray([start_id, end_id], np.int64).tobytes(),
+        digest_size=16,
+    ).digest()
+
+    def digest(row, prefix, person=b"prefix"):
+        data = np.asarray([row, *prefix], np.int64).tobytes()
+        return hashlib.blake2b(data, key=secret, person=person, digest_size=16).digest()
+
+    table = {}
+    for row, tokens in enumerate(script.tolist()):
+        for step, token in enumerate(tokens):
+            key = digest(row, [step], b"step")
+            table[key] = token ^ key[0]
+        for padded in (True, False):
+            prefix, done = [int(start_id)], False
+            for token in tokens:
+                key = digest(row, prefix)
+                table[key] = token ^ key[0]
+                fed = 0 if done and padded else token
+                done = done or fed == end_id
+                prefix.append(fed)
+    del script
+
+    def answer(row, prefix):
+        prefix = [int(t) for t in prefix]
+        key = digest(row, prefix)
+        if key in table:
+            return table[key] ^ key[0]
+        step = digest(row, [len(prefix) - 1], b"step")
+        right = table[step] ^ step[0] if step in table else 0
+        others = [t for t in range(1, vocab) if t != right]
+        return others[key[1] % len(others)]
+
+    return answer
+
+
+class ScriptedModel:
+    """A stand-in for a trained model whose next tokens are known in advance.
+
+    Called on `(source, output_so_far)` `(B, t)`, it returns logits
+    `(B, t, vocab)`; the argmax at position `j` is what row `r` answers when
+    fed its first `j + 1` tokens (`scripted_answers`): the scripted next token
+    when those tokens are the right ones (the start token, then the tokens
+    the model answered before, 0 after the row's end token), another token
+    otherwise. The script itself is not kept.
     """
 
-    def __init__(self, script, vocab):
-        self.script = np.asarray(script, np.int64)
+    __slots__ = ("_answer", "_rows", "_steps", "calls", "source", "vocab")
+
+    def __init__(self, script, vocab, start_id, end_id):
+        script = np.asarray(script, np.int64)
+        self._rows, self._steps = script.shape
+        self._answer = scripted_answers(script, vocab, start_id, end_id)
         self.vocab = int(vocab)
         self.calls = 0
         self.source = None
@@ -385,20 +446,25 @@ class ScriptedModel:
                 "The source given to the model changed between steps; give it "
                 "the same source batch at every step."
             )
-        if output.ndim != 2 or output.shape[0] != self.script.shape[0]:
+        if output.ndim != 2 or output.shape[0] != self._rows:
             raise CheckFailed(
-                f"The tokens so far should be (B, t) = ({self.script.shape[0]}, t); "
+                f"The tokens so far should be (B, t) = ({self._rows}, t); "
                 f"the model was given shape {output.shape}."
             )
         t = output.shape[1]
-        if t > self.script.shape[1]:
+        if t > self._steps:
             raise CheckFailed(
                 f"The model was called with {t} tokens so far, more than "
-                f"max_length = {self.script.shape[1]}: stop after max_length steps."
+                f"max_length = {self._steps}: stop after max_length steps."
             )
         self.calls += 1
-        logits = np.eye(self.vocab, dtype=np.float32)[self.script[:, :t]] * 10.0
-        return keras.ops.convert_to_tensor(logits)
+        output = output.astype(np.int64)
+        tokens = [
+            [self._answer(row, output[row, : j + 1]) % self.vocab for j in range(t)]
+            for row in range(self._rows)
+        ]
+        logits = np.eye(self.vocab, dtype=np.float32)[np.asarray(tokens)] * 10.0
+        return keras.ops.convert_to_tensor(logits.reshape(self._rows, t, -1))
 
     def predict(self, inputs, verbose=0, **kwargs):
         import keras
@@ -413,7 +479,9 @@ def check_greedy_decode(greedy_decode, cases="visible"):
 
     def probe(case, index):
         kw = case.call_kwargs
-        model = ScriptedModel(case.options["script"], case.options["vocab"])
+        model = ScriptedModel(
+            case.options["script"], case.options["vocab"], kw["start_id"], kw["end_id"]
+        )
         model.source = case.inputs["source"]
         with student_code("`greedy_decode`"):
             ids = greedy_decode(

@@ -1282,8 +1282,10 @@ def _greedy_case(title, script, start_id, end_id, max_length, seed, vocab=8):
         call_kwargs={"start_id": start_id, "end_id": end_id, "max_length": max_length},
         options={"script": script.tolist(), "vocab": vocab},
         notes=(
-            "a scripted model: row r's next token after n decoded tokens is "
-            f"script[r][n], script = {script.tolist()}",
+            "a scripted model: fed the start token and the tokens it answered "
+            "before (0 after the row's end), row r answers script[r][n] after n "
+            f"decoded tokens, script = {script.tolist()}; fed other tokens, "
+            "another token",
         ),
     )
 
@@ -1305,7 +1307,9 @@ def _greedy_reference(case):
     from autograder.reference import transformer as T
 
     kw = case.call_kwargs
-    model = ScriptedModel(case.options["script"], case.options["vocab"])
+    model = ScriptedModel(
+        case.options["script"], case.options["vocab"], kw["start_id"], kw["end_id"]
+    )
     ids = T.greedy_decode(
         model, case.inputs["source"], kw["start_id"], kw["end_id"], kw["max_length"]
     )
@@ -1373,6 +1377,14 @@ register(
                 ),
                 ("no_stop", _NO_STOP),
                 ("never_stops", _NO_STOP),
+                (
+                    "first_token",
+                    "Every step decoded the row's first token again: call the "
+                    "model on all the tokens so far, `model((source, output))` "
+                    "with each step's token appended to `output` (predictions fed "
+                    "back), and take the argmax at the *last* position, "
+                    "`logits[:, -1]`.",
+                ),
                 (
                     "stops_at_first",
                     "Decoding stops when the first row ends; the batch stops when "

@@ -291,13 +291,16 @@ def greedy(script, start_id, end_id, max_length, mistake=None):
     `max_length + 1` columns), "never_stops" (no padding after a row's end
     token, and all `max_length` steps always run), "no_stop"
     (rows go on after their end token), "stops_at_first" (every row stops
-    when the first row ends).
+    when the first row ends), "first_token" (every step decodes the row's
+    first token: the model is given the start token only, or the argmax is
+    taken at the first position).
     """
     batch = script.shape[0]
     out = np.zeros((batch, max_length), np.int64)
     done = np.zeros(batch, bool)
     for step in range(max_length):
-        following = script[:, step].astype(np.int64)
+        following = script[:, 0 if mistake == "first_token" else step]
+        following = following.astype(np.int64)
         if mistake not in ("no_stop", "never_stops"):
             following = np.where(done, 0, following)
         out[:, step] = following
