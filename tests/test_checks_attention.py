@@ -296,6 +296,17 @@ def combined_or(ids, pad_id=0):
     return ops.logical_or(A.padding_mask(ids), A.causal_mask(ops.shape(ids)[-1]))
 
 
+def padding_zero(ids, pad_id=0):
+    return ops.expand_dims(ops.not_equal(ids, 0), -2)
+
+
+def test_a_padding_mask_that_ignores_pad_id_is_named():
+    """The hidden cases give a non-zero `pad_id` (0 is then a real token)."""
+    checks.check_masks(padding_zero, A.causal_mask, A.combined_mask)
+    with pytest.raises(CheckFailed, match="ignores `pad_id`"):
+        checks.check_masks(padding_zero, A.causal_mask, A.combined_mask, cases="hidden")
+
+
 @pytest.mark.parametrize("cases", ["visible", "hidden"])
 def test_right_masks_pass(cases):
     checks.check_masks(A.padding_mask, A.causal_mask, A.combined_mask, cases=cases)

@@ -67,7 +67,9 @@ def check_masks(padding_mask, causal_mask, combined_mask, cases="visible"):
             if name == "causal_mask":
                 mask = causal_mask(case.call_kwargs["length"])
             else:
-                mask = functions[name](as_tensor(case.inputs["token_ids"]))
+                mask = functions[name](
+                    as_tensor(case.inputs["token_ids"]), **case.call_kwargs
+                )
             mask = keras.ops.convert_to_numpy(mask)
         if mask.dtype != bool:
             raise CheckFailed(

@@ -62,8 +62,32 @@ def _sdpa_visible():
 
 def _sdpa_hidden():
     return [
-        _sdpa_case("(T, d) inputs, no batch at all", (), 3, 6, 4, 2, None, 230),
-        _sdpa_case("d_k = 64: the scale matters", (2,), 3, 5, 64, 8, None, 240),
+        _sdpa_case(
+            "(T, d) inputs, no batch at all, a (1, S) mask",
+            (),
+            3,
+            6,
+            4,
+            2,
+            np.array([[1, 1, 0, 1, 1, 0]], bool),
+            230,
+        ),
+        _sdpa_case(
+            "d_k = 64: the scale matters; a full (B, T, S) mask, T != S",
+            (2,),
+            3,
+            5,
+            64,
+            8,
+            np.array(
+                [
+                    [[1, 1, 1, 0, 0], [1, 0, 1, 0, 1], [0, 1, 1, 1, 1]],
+                    [[1, 1, 1, 1, 1], [0, 0, 1, 1, 0], [1, 1, 0, 0, 1]],
+                ],
+                bool,
+            ),
+            240,
+        ),
         _sdpa_case(
             "(B, h, g, T, d): three leading axes, a mask with an all-masked row",
             (2, 2, 2),
@@ -185,11 +209,21 @@ def _causal_lengths(today, seed):
     ]
 
 
-def _mask_cases(ids, lengths, salt):
+def _with_pad_id(ids, pad_id):
+    """The same rows with padding `pad_id` and real tokens one less (so 0 is
+    a real token): a mask of `ids != 0` is wrong on them."""
+    return np.where(ids == 0, pad_id, ids - 1)
+
+
+def _mask_cases(ids, lengths, salt, pad_id=0):
+    kwargs = {} if pad_id == 0 else {"pad_id": pad_id}
+    of = f"token ids {ids.shape}" + (f", pad_id={pad_id}" if pad_id else "")
+    ids = ids if pad_id == 0 else _with_pad_id(ids, pad_id)
     cases = [
         Case(
-            title=f"padding_mask of token ids {ids.shape}",
+            title=f"padding_mask of {of}",
             inputs={"token_ids": ids.astype(np.int32)},
+            call_kwargs=dict(kwargs),
             options={"function": "padding_mask"},
         )
     ]
@@ -204,8 +238,9 @@ def _mask_cases(ids, lengths, salt):
         )
     cases.append(
         Case(
-            title=f"combined_mask of token ids {ids.shape}",
+            title=f"combined_mask of {of}",
             inputs={"token_ids": ids.astype(np.int32)},
+            call_kwargs=dict(kwargs),
             options={"function": "combined_mask"},
         )
     )
@@ -214,12 +249,13 @@ def _mask_cases(ids, lengths, salt):
 
 def _mask_reference(case):
     fn = case.options["function"]
+    pad_id = case.call_kwargs.get("pad_id", 0)
     if fn == "padding_mask":
-        value = M.padding_mask(case.inputs["token_ids"])
+        value = M.padding_mask(case.inputs["token_ids"], pad_id)
     elif fn == "causal_mask":
         value = M.causal_mask(case.call_kwargs["length"])
     else:
-        value = M.combined_mask(case.inputs["token_ids"])
+        value = M.combined_mask(case.inputs["token_ids"], pad_id)
     return {"mask": value.astype(np.float64)}
 
 
@@ -227,12 +263,15 @@ def _mask_variant(function, mistake):
     def outputs(case):
         if case.options["function"] != function:
             raise ValueError("another function")
+        pad_id = case.call_kwargs.get("pad_id", 0)
+        if mistake == "pad_zero" and pad_id == 0:
+            raise ValueError("pad_id is 0 in this case")
         if function == "padding_mask":
-            value = M.padding_mask(case.inputs["token_ids"], mistake=mistake)
+            value = M.padding_mask(case.inputs["token_ids"], pad_id, mistake)
         elif function == "causal_mask":
             value = M.causal_mask(case.call_kwargs["length"], mistake)
         else:
-            value = M.combined_mask(case.inputs["token_ids"], mistake=mistake)
+            value = M.combined_mask(case.inputs["token_ids"], pad_id, mistake)
         return {"mask": value.astype(np.float64)}
 
     return outputs
@@ -248,6 +287,17 @@ _MASK_MISTAKES = [
         "inverted",
         "Your padding mask is True on padding: True "
         "means a real token (may be attended to).",
+    ),
+    (
+        "padding_mask",
+        "pad_zero",
+        "Your padding mask ignores `pad_id`: padding is the tokens equal to "
+        "`pad_id` (0 only by default), so compare the ids with `pad_id`.",
+    ),
+    (
+        "combined_mask",
+        "pad_zero",
+        "Your combined mask ignores `pad_id`: give it to `padding_mask`.",
     ),
     (
         "padding_mask",
@@ -298,6 +348,7 @@ register(
             _token_ids(_IDS_HIDDEN, _hidden_lengths, 280),
             _causal_lengths([1, 6], 290),
             1,
+            pad_id=9,
         ),
         reference=_mask_reference,
         formula=_mask_reference,
@@ -350,6 +401,7 @@ def _mha_case(
     keras_mask=None,
     key=False,
     compile=False,
+    query_mask=None,
 ):
     dv = dv or dk
     init = {"num_heads": h, "key_dim": dk}
@@ -367,6 +419,8 @@ def _mha_case(
         dk_in = dv_in + 1
         inputs["key"] = fixed_array((b, s, dk_in), salt + 2)
     kwargs = {"return_attention_scores": True}
+    if query_mask is not None:
+        kwargs["query_mask"] = np.asarray(query_mask, bool)
     if value_mask is not None:
         kwargs["value_mask"] = np.asarray(value_mask, bool)
     if attention_mask is not None:
@@ -407,6 +461,9 @@ def combined(case):
     kw = case.call_kwargs
     if case.options.get("keras_mask"):
         mask &= np.any(q != 0, -1)[:, :, None] & np.any(v != 0, -1)[:, None, :]
+        used = True
+    if "query_mask" in kw:
+        mask &= kw["query_mask"][:, :, None]
         used = True
     if "value_mask" in kw:
         mask &= kw["value_mask"][:, None, :]
@@ -507,7 +564,21 @@ def _mha_hidden():
             causal=True,
             value_mask=[[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]],
         ),
-        _mha_case("a separate `key` tensor", 2, 3, 4, 5, 5, 2, 3, 430, key=True),
+        _mha_case(
+            "a separate `key` tensor, a `query_mask` (B, T), causal "
+            "cross-attention with more keys than queries (top-left, as Keras)",
+            2,
+            3,
+            4,
+            5,
+            5,
+            2,
+            3,
+            430,
+            key=True,
+            causal=True,
+            query_mask=[[1, 1, 0], [1, 1, 1]],
+        ),
         _mha_case(
             "under tf.function(jit_compile=True), causal",
             2,
@@ -569,7 +640,8 @@ def _mha_variant(mistake):
         if mistake in ("no_diagonal", "one_ahead"):
             if not case.call_kwargs.get("use_causal_mask"):
                 raise ValueError("no causal mask in this case")
-            wrong = M.causal_mask(case.inputs["query"].shape[1], mistake)[None]
+            t, s = case.inputs["query"].shape[1], case.inputs["value"].shape[1]
+            wrong = M.causal_mask(t, mistake, s)[None]
             base = combined_without_causal(case)
             mask = wrong if base is None else base & wrong
         inner = None if mistake in ("no_diagonal", "one_ahead") else mistake

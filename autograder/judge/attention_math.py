@@ -52,8 +52,9 @@ def sdpa(q, k, v, mask=None, mistake=None):
 
 
 def padding_mask(ids, pad_id=0, mistake=None):
-    """(B, 1, S) True on real tokens. Mistakes: "inverted", "on_queries"."""
-    real = np.asarray(ids) != pad_id
+    """(B, 1, S) True on real tokens. Mistakes: "inverted", "on_queries",
+    "pad_zero" (`pad_id` ignored: padding taken as 0)."""
+    real = np.asarray(ids) != (0 if mistake == "pad_zero" else pad_id)
     if mistake == "inverted":
         real = ~real
     if mistake == "on_queries":
@@ -61,12 +62,13 @@ def padding_mask(ids, pad_id=0, mistake=None):
     return real[:, None, :]
 
 
-def causal_mask(length, mistake=None):
-    """(T, T) True where key <= query. Mistakes: "no_diagonal" (key < query),
-    "one_ahead" (key <= query + 1: leaks the next token), "inverted",
-    "upper" (key >= query: only the future)."""
+def causal_mask(length, mistake=None, keys=None):
+    """(T, T) True where key <= query (`(T, keys)` aligned top-left, as
+    Keras's `use_causal_mask`, when `keys` is given). Mistakes: "no_diagonal"
+    (key < query), "one_ahead" (key <= query + 1: leaks the next token),
+    "inverted", "upper" (key >= query: only the future)."""
     i = np.arange(length)[:, None]
-    j = np.arange(length)[None, :]
+    j = np.arange(length if keys is None else keys)[None, :]
     if mistake == "no_diagonal":
         return j < i
     if mistake == "one_ahead":
@@ -79,8 +81,9 @@ def causal_mask(length, mistake=None):
 
 
 def combined_mask(ids, pad_id=0, mistake=None):
-    """(B, T, T): padding of the keys and no future. Mistake: "or" (either)."""
-    pad = padding_mask(ids, pad_id)
+    """(B, T, T): padding of the keys and no future. Mistakes: "or" (either),
+    "pad_zero" (`pad_id` ignored)."""
+    pad = padding_mask(ids, pad_id, "pad_zero" if mistake == "pad_zero" else None)
     causal = causal_mask(np.asarray(ids).shape[-1])
     if mistake == "or":
         return pad | causal[None]

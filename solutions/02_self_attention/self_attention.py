@@ -153,7 +153,7 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 check_scaled_dot_product_attention(scaled_dot_product_attention)
 
 # %% nbgrader={"grade_id": "hidden_scaled_dot_product_attention", "points": 1}
-"""scaled_dot_product_attention: no batch axis, d_k = 64, three leading axes (hidden)."""
+"""scaled_dot_product_attention: no batch axis with a (1, S) mask, d_k = 64 with a (B, T, S) mask, three leading axes (hidden)."""
 ### BEGIN HIDDEN TESTS
 check_scaled_dot_product_attention(scaled_dot_product_attention, cases="hidden")
 ### END HIDDEN TESTS
@@ -206,7 +206,7 @@ def combined_mask(token_ids, pad_id=0):
 check_masks(padding_mask, causal_mask, combined_mask)
 
 # %% nbgrader={"grade_id": "hidden_masks", "points": 1}
-"""Masks: an all-padding sequence, causal_mask(1) and causal_mask(6) (hidden)."""
+"""Masks: an all-padding sequence and pad_id=9, causal_mask(1) and causal_mask(6) (hidden)."""
 ### BEGIN HIDDEN TESTS
 check_masks(padding_mask, causal_mask, combined_mask, cases="hidden")
 ### END HIDDEN TESTS
@@ -357,7 +357,7 @@ class MultiHeadAttention(keras.layers.Layer):
 check_multi_head_attention(MultiHeadAttention)
 
 # %% nbgrader={"grade_id": "hidden_multi_head_attention", "points": 2}
-"""MultiHeadAttention: 4 heads with value_dim and output_dim, padding + causal, a separate key, jit_compile (hidden)."""
+"""MultiHeadAttention: 4 heads with value_dim and output_dim, padding + causal, a separate key with query_mask and causal cross-attention, jit_compile (hidden)."""
 ### BEGIN HIDDEN TESTS
 check_multi_head_attention(MultiHeadAttention, cases="hidden")
 ### END HIDDEN TESTS
