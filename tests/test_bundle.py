@@ -341,3 +341,45 @@ def test_bundle_readme_names_the_wheel_and_validate(bundle):
     assert re.match(
         r"attention_course_kit_student-[\d.]+-py3-none-any\.whl", wheel.name
     )
+
+
+def test_validate_button_on_an_older_tensorflow(bundle, tmp_path):
+    """nbgrader's Validate (the notebook toolbar's button runs `nbgrader
+    validate`), with the bundle installed beside an older TensorFlow: a
+    finished notebook passes; one with a mistake fails with the check's
+    message, naming the mistake."""
+    python = COMPAT / "bin" / "python"
+    if not (COMPAT / ".installed").exists() or not python.exists():
+        pytest.skip("no older TensorFlow: `make compat` installs it in .venv-compat")
+    course, _, wheel, _ = bundle
+    site = tmp_path / "site"
+    install = ["install", "--quiet", "--no-deps", "--no-index", "--target", str(site)]
+    subprocess.run(
+        [python, "-m", "pip", *install, str(wheel)], check=True, capture_output=True
+    )
+    assignment = "02_self_attention"  # the quickest notebook to run in full
+    samples = {s.name: s for s in course.samples(assignment)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KIT_", "PYTHON"))}
+    env["PYTHONPATH"] = str(site)  # the kernel imports the kit from the bundle
+    env["PATH"] = os.pathsep.join([str(python.parent), env["PATH"]])
+    outputs = {}
+    for name in ("solution", "no-scale"):
+        path = tmp_path / name / course.notebook_name(assignment)
+        path.parent.mkdir()
+        nbformat.write(course.make_submission(assignment, samples[name]), path)
+        done = subprocess.run(
+            [python.parent / "nbgrader", "validate", path.name],
+            cwd=path.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        outputs[name] = done.stdout + done.stderr
+    assert "Success! Your notebook passes all the tests." in outputs["solution"], (
+        outputs["solution"][-3000:]
+    )
+    failed = outputs["no-scale"]
+    assert "VALIDATION FAILED" in failed, failed[-3000:]
+    assert "check_scaled_dot_product_attention" in failed
+    assert "sqrt" in failed  # the check's hint names the missing scale
