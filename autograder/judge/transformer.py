@@ -425,7 +425,12 @@ def _add_norm_variant(mistake):
 register(
     Spec(
         name="check_add_norm",
-        visible=lambda: [_add_norm_case("(B, T, d) = (2, 4, 8)", (2, 4, 8), 540)],
+        visible=lambda: [
+            _add_norm_case("(B, T, d) = (2, 4, 8)", (2, 4, 8), 540),
+            _add_norm_case(
+                "small activations: the epsilon 1e-5 shows", (1, 3, 8), 545, 0.01
+            ),
+        ],
         hidden=lambda: [
             _add_norm_case("d = 6", (3, 2, 6), 550),
             _add_norm_case(
@@ -708,6 +713,14 @@ register(
                 context_lengths=[5, 2, 1],
                 heads=4,
                 scores=True,
+            ),
+            _decoder_layer_case(
+                "a batch of 1, a padded target and no `context_mask`",
+                1,
+                4,
+                3,
+                632,
+                lengths=[3],
             ),
             _decoder_layer_case(
                 "target longer than source, both padded",

@@ -302,7 +302,7 @@ class AddNorm(keras.layers.Layer):
 
 
 # %% nbgrader={"grade_id": "test_add_norm", "points": 1}
-"""AddNorm: (2, 4, 8), at inference (dropout off)."""
+"""AddNorm: (2, 4, 8), and small activations where epsilon 1e-5 shows, at inference (dropout off)."""
 check_add_norm(AddNorm)
 
 # %% nbgrader={"grade_id": "hidden_add_norm", "points": 1}
@@ -472,7 +472,7 @@ class DecoderLayer(keras.layers.Layer):
 check_decoder_layer(DecoderLayer)
 
 # %% nbgrader={"grade_id": "hidden_decoder_layer", "points": 2}
-"""DecoderLayer: 4 heads, two target tokens; a target longer than its source (hidden)."""
+"""DecoderLayer: 4 heads, two target tokens; a batch of 1 with a padded target only; a target longer than its source (hidden)."""
 ### BEGIN HIDDEN TESTS
 check_decoder_layer(DecoderLayer, cases="hidden")
 ### END HIDDEN TESTS
