@@ -11,6 +11,7 @@ for script in [
     "notebook_timing.py",
     "mha_speed.py",
     "transformer_speed.py",
+    "diagnosis.py",
 ]:
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True)
