@@ -69,6 +69,7 @@ LEXICON = {
     "transpose": ("transpos", "swap"),
     "order": ("order", "concatenat", "[a_t; s_t]", "[x_t; c_t]"),
     "shape": ("shape", "broadcast", "expand_dims"),
+    "product": ("matmul", "ops.dot", "np.dot", "tensordot", "einsum", "matrix product"),
     "softmax": ("softmax", "sum to 1", "sums to 1", "distribution"),
     "activation": ("tanh", "relu", "gelu", "activation"),
     "output": ("logits", "probabilit"),
