@@ -88,6 +88,10 @@ def test_shapes_say_which_axes():
     assert "ops.matmul" in hints[0] and "batch axis twice" in text
     text, hints = named(expected.sum(-1), expected)
     assert "one axis too few" in text and not hints
+    # a size-1 axis too many is not taken for ops.dot's doubled batch axis
+    one = RNG.standard_normal((1, 1))
+    text, hints = named(one[None], one)
+    assert "extra axis of size 1" in text and "ops.matmul" not in " ".join(hints)
 
 
 def test_a_factor_is_measured_and_compared_with_the_sizes():

@@ -139,7 +139,7 @@ def _shape(evidence, case, name, received, expected):
             "A transpose is missing or one too many (for the last two axes: "
             "`ops.swapaxes(x, -1, -2)`; `reshape` does not move axes)."
         )
-    elif len(got) == len(want) + 1 and _dot_batches(got, want):
+    elif len(got) == len(want) + 1 and _dot_batches(got, want) and not _ones(got):
         evidence.observed.append(
             f"`{name}` has {len(got)} axes {got} where {len(want)} {want} were "
             "expected, with the batch axis twice."
@@ -178,10 +178,15 @@ def _without_ones(shape):
     return tuple(s for s in shape if s != 1)
 
 
+def _ones(shape):
+    """Whether the shape has an axis of size 1 (which could be anything)."""
+    return 1 in shape
+
+
 def _dot_batches(got, want):
     """`ops.dot(a, b)` of (B, T, D) and (B, D, S) gives (B, T, B, S)."""
     batch = want[0]
-    return any(
+    return batch > 1 and any(
         got[:i] + got[i + 1 :] == want and got[i] == batch and i > 0
         for i in range(len(got))
     )
@@ -347,8 +352,9 @@ def _distribution(evidence, name, received, expected, mask, close):
                 "masked keys or future positions."
             )
             evidence.named.append(
-                "The mask does not reach the softmax on those positions: check "
-                "that it is applied, and on which axis it broadcasts."
+                "A mask (padding or causal) does not reach the softmax on those "
+                "positions: check that each mask is applied, and on which axis "
+                "it broadcasts."
             )
             return
     flat_e = expected.reshape(-1, expected.shape[-1])
