@@ -59,6 +59,7 @@ class Records:
         self.assignment = assignment
         self.state = course.grading_dir / "state" / assignment
         self._gradebook = None
+        self._late = None  # the late-submission plugin, once a submission is late
 
     def gradebook(self):
         """The gradebook, opened once for the whole run (each opening costs
@@ -191,7 +192,8 @@ class Records:
         course, assignment = self.course, self.assignment
         if not in_place:
             course.submit(assignment, student, notebook, files)
-        files.setdefault("timestamp.txt", self._timestamp_file(student))
+        if "timestamp.txt" not in files:  # stamped by `submit` just now
+            files["timestamp.txt"] = self._timestamp_file(student)
         self.course.forget(self.assignment, student, gradebook)
         name = course.notebook_name(assignment)
         autograded = found.get("autograded")
@@ -273,6 +275,13 @@ class Records:
         _save_auto_grades_into(gradebook, notebook, resources)
         self._late_penalty(gradebook, student)
 
+    def _plugin(self):
+        """The course's late-submission plugin, read once per run (reading
+        nbgrader's configuration runs `nbgrader_config.py`)."""
+        if self._late is None:
+            self._late = self.course.late_plugin()
+        return self._late
+
     def _late_penalty(self, gradebook, student):
         """nbgrader's `AssignLatePenalties`: the course's late-submission
         plugin decides each notebook's penalty from how late the submission
@@ -280,7 +289,7 @@ class Records:
         gradebook.db.flush()
         submission = gradebook.find_submission(self.assignment, student)
         late = submission.total_seconds_late
-        plugin = self.course.late_plugin() if late > 0 else None
+        plugin = self._plugin() if late > 0 else None
         for notebook in submission.notebooks:
             notebook.late_submission_penalty = None
             if plugin is None:
