@@ -785,13 +785,27 @@ class TrustedExecute(Execute):
             if message:
                 return "BorrowedAnswer", message
         cases, expected, hint = expectations(check_name, which, draw=self._draw)
+        from autograder.judge import wiring
+
+        notes = []
         try:
-            count = decide(check_name, cases, observations, expected, None, hint)
+            count = decide(
+                check_name,
+                cases,
+                observations,
+                expected,
+                None,
+                hint,
+                diagnose=judge.spec(check_name).diagnose,
+                wiring=wiring.judge(check_name),
+                notes=notes,
+            )
         except CheckFailed as failure:
             return "CheckFailed", failure.message
         return (
             "passed",
-            f"{check_name}: all {count} cases passed (decided by the grader).\n",
+            f"{check_name}: all {count} cases passed (decided by the grader).\n"
+            + "".join(f"Note: {note}\n" for note in notes),
         )
 
 

@@ -517,6 +517,9 @@ def decide(
     failure=None,
     generic_hint="",
     tolerance=Tolerance(),
+    diagnose=None,
+    wiring=None,
+    notes=None,
 ):
     """Compare observations with expectations; raise `CheckFailed` at the first
     case that differs, naming the mistake its outputs match.
@@ -531,6 +534,15 @@ def decide(
             typical mistake built in).
         failure: the `CheckFailed` that stopped `observe`, raised after the
             cases before it are compared.
+        diagnose: optional `(case, got, expected, wrong) -> Evidence`, the
+            exercise's own diagnosis (the judge's, while grading): read when
+            no known variant matches, before the general evidence.
+        wiring: optional `(case, got) -> Wiring`, the judge's verdict on a
+            composite layer's own wiring, its student parts taken as black
+            boxes (`autograder.judge.wiring`). A case whose outputs differ
+            from the reference only through a part that is wrong, the
+            composite wired right, passes, with a note in `notes`.
+        notes: a list the notes of such cases are appended to.
 
     Returns:
         The number of cases compared.
@@ -561,6 +573,17 @@ def decide(
                 passed.append(name)
         if not problems:
             continue
+        wired = None
+        if wiring is not None:
+            try:
+                wired = wiring(case, got)
+            except Exception as error:  # a judge bug must not cost the student
+                wired = None
+                warnings.warn(f"wiring judge failed: {error!r}", stacklevel=1)
+        if wired is not None and wired.right:
+            if notes is not None and wired.note not in notes:
+                notes.append(wired.note)
+            continue
         hint = ""
         for variant_hint, variant in expectation["variants"]:
             if _matches(got, variant, case, tolerance):
@@ -568,7 +591,18 @@ def decide(
                 break
         found = None
         if not hint:  # not a known mistake: what do the outputs show?
-            found = evidence.read_outputs(passed, list(wrong))
+            found = evidence.Evidence()
+            if wired is not None:
+                found.extend(wired.evidence)
+            if diagnose is not None:
+                try:
+                    own = diagnose(case, got, expectation["expected"], list(wrong))
+                except Exception as error:  # a judge bug must not hide the verdict
+                    own = None
+                    warnings.warn(f"diagnosis failed: {error!r}", stacklevel=1)
+                if own:
+                    found.extend(own)
+            found.extend(evidence.read_outputs(passed, list(wrong)))
             for name, (received, expected) in wrong.items():
                 found.extend(
                     evidence.read(

@@ -20,7 +20,7 @@ import numpy as np
 
 from autograder.checks.core import ROUND_TRIP, Tolerance, compare, drawing, valid_for
 
-__all__ = ["APART", "Spec", "names", "register", "spec"]
+__all__ = ["APART", "Spec", "diagnoses", "names", "register", "spec"]
 
 #: A mistake that a shipped case shows by more than `APART` tolerances, the
 #: same case of a fresh draw shows by as much (`Spec.cases`).
@@ -31,6 +31,10 @@ _MODULES = (
     "autograder.judge.seq2seq",
     "autograder.judge.attention",
     "autograder.judge.transformer",
+    # Each exercise's own diagnosis (`diagnoses`), after the specs.
+    "autograder.judge.diagnose_seq2seq",
+    "autograder.judge.diagnose_attention",
+    "autograder.judge.diagnose_transformer",
 )
 _SPECS = {}
 
@@ -66,6 +70,9 @@ class Spec:
     round_trip: bool = False
     borrowing: bool = True
     formula: Callable | None = None
+    #: The exercise's own diagnosers (`diagnoses`), read when a case fails
+    #: and no known variant matches.
+    diagnosers: list = dataclasses.field(default_factory=list)
     _shown: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def cases(self, which, draw=0):
@@ -134,6 +141,22 @@ class Spec:
             )
         return levels
 
+    def diagnose(self, case, got, expected, wrong):
+        """What this exercise's diagnosers read in a failed case: one
+        `checks.evidence.Evidence`. Each diagnoser is
+        `(case, got, expected, wrong) -> Evidence | None`: `got` the
+        student's outputs (and the calls of the parts it made, `tap:` keys,
+        `autograder.checks.taps`), `expected` the reference's outputs,
+        `wrong` the names of the outputs that differ."""
+        from autograder.checks.evidence import Evidence
+
+        found = Evidence()
+        for diagnoser in self.diagnosers:
+            result = diagnoser(case, got, expected, wrong)
+            if result:
+                found.extend(result)
+        return found
+
     def expectations(self, cases):
         """Expected outputs and mistake variants for each case."""
         result = []
@@ -164,6 +187,16 @@ def _level(value, right, valid):
 
 def _as_clear(levels, shown):
     return all(levels.get(name, 0) >= level for name, level in shown.items())
+
+
+def diagnoses(check_name):
+    """Decorate a diagnoser of the check `check_name` (see `Spec.diagnose`)."""
+
+    def add(function):
+        _SPECS[check_name].diagnosers.append(function)
+        return function
+
+    return add
 
 
 def register(new):
