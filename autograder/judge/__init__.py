@@ -35,6 +35,7 @@ _MODULES = (
     "autograder.judge.diagnose_seq2seq",
     "autograder.judge.diagnose_attention",
     "autograder.judge.diagnose_transformer",
+    "autograder.judge.diagnose_blocks",
 )
 _SPECS = {}
 
