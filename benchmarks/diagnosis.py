@@ -256,15 +256,23 @@ def measure(mistake, result, failures, sources):
     }
 
 
-def grade_catalog(course, assignment, engine, scratch):
-    """Grade the catalog and the control; return (figures, control_ok)."""
+def grade_catalog(course, assignment, engine, scratch, only=()):
+    """Grade the catalog and the control; return (figures, control_ok).
+
+    `only`: grade only the mistakes whose name or exercise contains one of
+    these strings (all when empty)."""
     import nbformat
 
     from autograder.cli import grade_folder
     from autograder.pipeline import Sample
     from autograder.report import read_failures
 
-    mistakes = catalog(course, assignment)
+    mistakes = {
+        name: mistake
+        for name, mistake in catalog(course, assignment).items()
+        if not only
+        or any(o in name or o in mistake.get("exercise", "") for o in only)
+    }
     folder = scratch / "submissions" / assignment
     folder.mkdir(parents=True)
     paths = {}
@@ -410,6 +418,14 @@ def main():
     )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--draw", type=int, default=DRAW, help="the cases' draw")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="grade only the mistakes whose name or exercise contains this "
+        "(repeatable); the figures then go to --out, not the benchmark's file",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="the JSON file")
     args = parser.parse_args()
     os.environ["KIT_CASE_DRAW"] = str(args.draw)  # before any worker starts
 
@@ -434,7 +450,9 @@ def main():
         course = Course(grading_dir=scratch / "grading")
         for assignment in assignments:
             began = time.perf_counter()
-            figures, control_ok = grade_catalog(course, assignment, engine, scratch)
+            figures, control_ok = grade_catalog(
+                course, assignment, engine, scratch, args.only
+            )
             seconds[assignment] = time.perf_counter() - began
             controls[assignment] = control_ok
             if not control_ok:
@@ -449,8 +467,9 @@ def main():
     print_summary(summaries, seconds)
     total = time.perf_counter() - started
     print(f"\n{sum(len(f) for f in results.values())} mistakes graded in {total:.0f} s")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
+    out = args.out or (OUT if not args.only else OUT.with_name("diagnosis-only.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "draw": args.draw,
@@ -471,7 +490,7 @@ def main():
         ),
         encoding="utf-8",
     )
-    print(f"Figures: {OUT} (graded at {commit()}, draw {args.draw})")
+    print(f"Figures: {out} (graded at {commit()}, draw {args.draw})")
     return 0 if all(controls.values()) else 1
 
 
