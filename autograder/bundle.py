@@ -61,6 +61,7 @@ STUDENT_MODULES = (
     "checks/seq2seq.py",
     "checks/sources.py",
     "checks/store.py",
+    "checks/taps.py",
     "checks/transformer.py",
     "checks/verdict.py",
     "checks/watch.py",

@@ -30,6 +30,7 @@ _MODULES = (
     "autograder.checks.core",
     "autograder.checks.layers",
     "autograder.checks.store",
+    "autograder.checks.taps",
     "autograder.checks.sources",
     "autograder.checks.verdict",
     "autograder.checks.watch",

@@ -452,10 +452,14 @@ class LayerProbe:
         )
 
     def __call__(self, case, index):
+        from autograder.checks import taps
+
         layer = self.build(self.cls, case)
-        outputs = dict(self.run(layer, case))
+        with taps.recording(layer, self.cls) as recorder:
+            outputs = dict(self.run(layer, case))
         if index == 1:
             same_again(self.cls.__name__, outputs, self.run(layer, case))
+        outputs.update(recorder.arrays)
         if index == 1 and self.round_trip:
             config_round_trip(self.cls.__name__, layer, self.round_trip)
             with student_code(f"`{self.cls.__name__}.from_config(get_config())`"):

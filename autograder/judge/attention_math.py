@@ -119,6 +119,12 @@ def mha(query, value, key, weights, mask=None, mistake=None):
     q = project(query, W_q, b_q, dk)
     k = project(key, W_k, b_k, dk)
     v = project(value, W_v, b_v, dv)
+    head_mask = None if mask is None else np.asarray(mask, bool)[:, None]
+    if mistake is None:  # the student's scaled dot-product attention, a part
+        context, attention = sdpa(q, k, v, head_mask)
+        merged = np.transpose(context, (0, 2, 1, 3))  # (B, T, h, dv)
+        merged = merged.reshape(*merged.shape[:2], h * dv)
+        return merged @ W_o.reshape(h * dv, -1) + b_o, attention
     scores = q @ np.swapaxes(k, -1, -2)
     if mistake == "scale_d_model":
         scores = scores / np.sqrt(query.shape[-1])
