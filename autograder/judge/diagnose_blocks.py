@@ -257,7 +257,6 @@ def _tap_wiring(case, got, taps, stages, known_inputs, output_name):
     # Which stream each stage reads, and the order they actually run in.
     reads = {sub: _which(_stage_input(sub, taps[sub][0]), known) for sub, _ in stages}
     norm_of = dict(stages)
-    stage_of_norm = {n: s for s, n in stages}
     order, current, seen = [], "x", set()
     while True:
         nxt = [s for s, _ in stages if reads[s] == current and s not in seen]
@@ -296,9 +295,8 @@ def _tap_wiring(case, got, taps, stages, known_inputs, output_name):
             if sub == "ffn":
                 found.named.append(
                     f"The feed-forward reads {_DESCRIBE.get(source, source)}; its "
-                    f"input is {_DESCRIBE.get(previous)} (`x = "
-                    f"{stage_of_norm.get(previous, 'attention_norm')}(x, ...)`, "
-                    "then `ffn(x)`)."
+                    f"input is {_DESCRIBE.get(previous)} (`x = {previous}(x, "
+                    "...)`, then `ffn(x)`)."
                 )
             else:
                 found.named.append(
@@ -403,16 +401,15 @@ def _enc_layer_hypotheses(padding):
     if padding:
         for label in ("queries", "both"):
             out.append((_MASK_HINTS[label], {"sa.mask": label}))
-    for a in ("att", "h1", "f"):
-        if a != "h1":
-            out.append(
-                (
-                    f"The feed-forward reads {_ENC_WORDS[a]}; its input is the "
-                    "first Add & Norm's output: `x = attention_norm(x, attended)`, "
-                    "then `ffn(x)`.",
-                    {"ffn": a} if a != "f" else None,
-                )
+    for a in ("x", "att"):
+        out.append(
+            (
+                f"The feed-forward reads {_ENC_WORDS[a]}; its input is the "
+                "first Add & Norm's output: `x = attention_norm(x, attended)`, "
+                "then `ffn(x)`.",
+                {"ffn": a},
             )
+        )
     for residual in ("x", "att"):
         out.append(
             (
@@ -1017,30 +1014,53 @@ def _tap_stack(taps, got, first_input, layers, extra):
             )
         return found
     embedding = _out(taps["embedding"][0]) if "embedding" in taps else first_input
-    previous = embedding
-    for i, block in enumerate(blocks):
-        call = block[0]
-        arrays = _arrays(call)
-        stream = arrays.get("x", next(iter(arrays.values()), None))
-        if (
-            i > 0
-            and stream is not None
-            and not _same(stream, previous)
-            and _same(stream, embedding)
-        ):
+    streams = []
+    for block in blocks:
+        arrays = _arrays(block[0])
+        streams.append(arrays.get("x", next(iter(arrays.values()), None)))
+    outs = [_out(block[0]) for block in blocks]
+    if embedding is not None and layers > 1:
+        readers = [i for i, x in enumerate(streams) if _same(x, embedding)]
+        if len(readers) > 1:
             found.observed.append(
-                f"`blocks.{i}` reads the embedding, not `blocks.{i - 1}`'s output."
+                f"{', '.join(f'`blocks.{i}`' for i in readers)} all read the embedding."
             )
             found.named.append(
                 "The blocks are not chained: each block reads the output of the "
                 "previous block (`x = block(x, ...)` in the loop)."
             )
             return found
+        # The order the blocks actually run in, following the stream.
+        order, current = [], embedding
+        while len(order) < layers:
+            nxt = [
+                i
+                for i in range(layers)
+                if i not in order and _same(streams[i], current)
+            ]
+            if len(nxt) != 1:
+                break
+            order.append(nxt[0])
+            current = outs[nxt[0]]
+        if len(order) == layers and order != sorted(order):
+            said = ", ".join(f"blocks[{i}]" for i in order)
+            reverse = order == sorted(order, reverse=True)
+            found.observed.append(f"Your blocks run in the order {said}.")
+            found.named.append(
+                (
+                    "The blocks run in reverse order"
+                    if reverse
+                    else "The blocks run in another order"
+                )
+                + f" ({said}): blocks[0] first, then blocks[1], ..., each reading "
+                "the previous block's output."
+            )
+            return found
+    for i, block in enumerate(blocks):
+        call = block[0]
         for param, (want, words) in extra.items():
             value = call.get(param)
-            if want is None:
-                continue
-            if value is None:  # Keras may pass a Keras mask on by itself
+            if want is None or value is None:  # Keras may pass a Keras mask itself
                 continue
             if np.shape(value) == np.shape(want) and not _same(
                 np.asarray(value) != 0, np.asarray(want) != 0
@@ -1050,7 +1070,6 @@ def _tap_stack(taps, got, first_input, layers, extra):
                 )
                 found.named.append(words)
                 return found
-        previous = _out(call)
     return found
 
 
