@@ -1,0 +1,438 @@
+"""Diagnosis of Assignment 1's exercises (`judge.diagnose_seq2seq`): the
+formula recomputed over families of computations names the student's
+mistake, and a hint names a mistake only when every computation that
+reproduces the output has it.
+
+* Through the real checks and `decide` (as the grader decides, with the
+  judge's diagnosis), students' code with mistakes that are *not* in the
+  mistake catalog (`solutions/01_attention_seq2seq/mistakes.toml`) nor among
+  the judge's known variants, written after the diagnosers and held out from
+  their tuning, is named; and no message carries the hint of another
+  mistake.
+* From outputs computed here with NumPy, each family's hint is given for its
+  own deviation and not for the others (fast: no Keras).
+"""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from autograder import judge
+from autograder.checks import core
+from autograder.checks import seq2seq as C
+from autograder.checks.core import CheckFailed
+from autograder.judge import diagnose_seq2seq as D
+from autograder.judge import seq2seq_math as M
+from autograder.judge import wiring
+from autograder.reference import seq2seq as R
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """`check(code) -> message`, decided with the judge's diagnosis."""
+    original = core.decide
+
+    def decide(name, cases, observations, expectations, failure=None, hint="", **_):
+        return original(
+            name,
+            cases,
+            observations,
+            expectations,
+            failure,
+            hint,
+            diagnose=judge.spec(name).diagnose,
+            wiring=wiring.judge(name),
+        )
+
+    core.decide = decide
+    messages = {}
+
+    def run(check, code, cases="visible"):
+        key = (check.__name__, code, cases)
+        if key not in messages:
+            try:
+                check(code, cases=cases)
+                messages[key] = ""
+            except CheckFailed as failure:
+                messages[key] = str(failure)
+        return messages[key]
+
+    try:
+        yield run
+    finally:
+        core.decide = original
+
+
+def hints(message):
+    return " ".join(
+        line for line in message.splitlines() if line.startswith("Hint:")
+    ).lower()
+
+
+# ------------------------------------------------ held-out students' mistakes
+
+
+class ConcatSigmoid(R.ConcatScore):
+    """A sigmoid where the concat score has its tanh."""
+
+    def call(self, query, keys):
+        q = ops.expand_dims(ops.matmul(query, self.W_1), -2)
+        k = ops.expand_dims(ops.matmul(keys, self.W_2), -3)
+        return ops.sum(ops.sigmoid(q + k) * self.v_a, axis=-1)
+
+
+class ConcatTanhEach(R.ConcatScore):
+    """tanh(W_1 s) + tanh(W_2 h): one tanh per projection."""
+
+    def call(self, query, keys):
+        q = ops.expand_dims(ops.tanh(ops.matmul(query, self.W_1)), -2)
+        k = ops.expand_dims(ops.tanh(ops.matmul(keys, self.W_2)), -3)
+        return ops.sum((q + k) * self.v_a, axis=-1)
+
+
+class ConcatMeanUnits(R.ConcatScore):
+    """Averages the weighted units instead of summing them."""
+
+    def call(self, query, keys):
+        q = ops.expand_dims(ops.matmul(query, self.W_1), -2)
+        k = ops.expand_dims(ops.matmul(keys, self.W_2), -3)
+        return ops.mean(ops.tanh(q + k) * self.v_a, axis=-1)
+
+
+def softmax_fill_zero(scores, mask=None):
+    """Padded scores replaced by 0 (not a large negative number)."""
+    if mask is None:
+        return ops.softmax(scores, axis=-1)
+    mask = ops.cast(mask, "bool")
+    if len(mask.shape) == len(scores.shape) - 1:
+        mask = ops.expand_dims(mask, -2)
+    weights = ops.softmax(ops.where(mask, scores, 0.0), axis=-1)
+    return ops.where(mask, weights, 0.0)
+
+
+class LuongLogSoftmax(R.LuongAttention):
+    """Returns log-probabilities: `ops.log_softmax` for the output."""
+
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        scores = ops.matmul(query, ops.swapaxes(values, -1, -2))
+        weights = R.masked_softmax(scores, values_mask)
+        context = ops.matmul(weights, values)
+        both = ops.concatenate([context, query], axis=-1)
+        attentional = ops.tanh(ops.matmul(both, self.W_c) + self.b_c)
+        probs = ops.log_softmax(ops.matmul(attentional, self.W_y) + self.b_y)
+        return (probs, weights) if return_attention_scores else probs
+
+
+class LuongReluState(R.LuongAttention):
+    """A ReLU for the attentional state s~_t."""
+
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        scores = ops.matmul(query, ops.swapaxes(values, -1, -2))
+        weights = R.masked_softmax(scores, values_mask)
+        context = ops.matmul(weights, values)
+        both = ops.concatenate([context, query], axis=-1)
+        attentional = ops.relu(ops.matmul(both, self.W_c) + self.b_c)
+        probs = ops.softmax(ops.matmul(attentional, self.W_y) + self.b_y)
+        return (probs, weights) if return_attention_scores else probs
+
+
+class BahdanauMeanContext(R.BahdanauAttention):
+    """The context averages alpha_i h_i over the steps (`ops.mean`)."""
+
+    def call(self, query, values, values_mask=None):
+        q = ops.expand_dims(ops.matmul(query, self.W_b), -2)
+        k = ops.matmul(values, self.W_c)
+        scores = ops.sum(ops.tanh(q + k) * self.w_a, axis=-1)
+        weights = R.masked_softmax(scores, values_mask)
+        return ops.mean(ops.expand_dims(weights, -1) * values, axis=-2), weights
+
+
+class BahdanauWaInside(R.BahdanauAttention):
+    """w_a multiplies inside the tanh."""
+
+    def call(self, query, values, values_mask=None):
+        q = ops.expand_dims(ops.matmul(query, self.W_b), -2)
+        k = ops.matmul(values, self.W_c)
+        scores = ops.sum(ops.tanh((q + k) * self.w_a), axis=-1)
+        weights = R.masked_softmax(scores, values_mask)
+        return ops.sum(ops.expand_dims(weights, -1) * values, axis=-2), weights
+
+
+class BahdanauMaskAfter(R.BahdanauAttention):
+    """Its own softmax: a plain softmax, padded weights zeroed afterwards."""
+
+    def call(self, query, values, values_mask=None):
+        q = ops.expand_dims(ops.matmul(query, self.W_b), -2)
+        k = ops.matmul(values, self.W_c)
+        weights = ops.softmax(ops.sum(ops.tanh(q + k) * self.w_a, axis=-1))
+        if values_mask is not None:
+            weights = ops.where(values_mask, weights, 0.0)
+        return ops.sum(ops.expand_dims(weights, -1) * values, axis=-2), weights
+
+
+class StepCellFromZeros(R.BahdanauDecoderStep):
+    """The GRU cell starts from zeros instead of s_{t-1}."""
+
+    def call(self, tokens, state, values, values_mask=None):
+        x = self.embedding(tokens)
+        context, weights = self.attention(state, values, values_mask=values_mask)
+        new_state, _ = self.cell(
+            ops.concatenate([x, context], axis=-1), ops.zeros_like(state)
+        )
+        return self.output_layer(new_state), new_state, weights
+
+
+#: name -> (check, code, cases, words one of which its hint must contain, and
+#: no other mistake's hint)
+HELD_OUT = {
+    "concat sigmoid": (C.check_concat_score, ConcatSigmoid, "visible", ["sigmoid("]),
+    "concat tanh each": (
+        C.check_concat_score,
+        ConcatTanhEach,
+        "visible",
+        ["separately"],
+    ),
+    "concat mean": (
+        C.check_concat_score,
+        ConcatMeanUnits,
+        "visible",
+        ["average the units"],
+    ),
+    "softmax fill 0": (
+        C.check_masked_softmax,
+        softmax_fill_zero,
+        "visible",
+        ["multiplied by the mask"],
+    ),
+    "luong log_softmax": (
+        C.check_luong_attention,
+        LuongLogSoftmax,
+        "visible",
+        ["log-probabilities"],
+    ),
+    "luong relu": (C.check_luong_attention, LuongReluState, "visible", ["relu("]),
+    "bahdanau mean context": (
+        C.check_bahdanau_attention,
+        BahdanauMeanContext,
+        "visible",
+        ["mean over the encoder steps"],
+    ),
+    "bahdanau w_a inside": (
+        C.check_bahdanau_attention,
+        BahdanauWaInside,
+        "visible",
+        ["inside the tanh"],
+    ),
+    "bahdanau mask after": (
+        C.check_bahdanau_attention,
+        BahdanauMaskAfter,
+        "visible",
+        ["zeroed only afterwards"],
+    ),
+    "step cell from zeros": (
+        C.check_bahdanau_decoder_step,
+        StepCellFromZeros,
+        "visible",
+        ["starts from zeros"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HELD_OUT))
+def test_a_held_out_mistake_is_named(graded, name):
+    check, code, cases, words = HELD_OUT[name]
+    message = graded(check, code, cases)
+    assert message, f"{name} passed its check"
+    assert any(w in hints(message) for w in words), message
+
+
+@pytest.mark.parametrize("name", list(HELD_OUT))
+def test_no_held_out_message_has_another_mistakes_hint(graded, name):
+    """Each hint is given for its own mistake only."""
+    check, code, cases, _ = HELD_OUT[name]
+    message = hints(graded(check, code, cases))
+    for other, (_, _, _, words) in HELD_OUT.items():
+        if other != name:
+            assert not any(w in message for w in words), (name, other, message)
+
+
+def test_the_solution_passes_with_the_diagnosers_loaded(graded):
+    assert graded(C.check_concat_score, R.ConcatScore) == ""
+    assert graded(C.check_bahdanau_attention, R.BahdanauAttention) == ""
+
+
+# ------------------------------------------ each family, from NumPy outputs
+
+
+def diagnose(check_name, case, outputs):
+    """What the judge's diagnosis says of `outputs` for `case`."""
+    spec = judge.spec(check_name)
+    expected = spec.formula(case)
+    wrong = [
+        n
+        for n in expected
+        if core.compare(
+            np.asarray(outputs[n], np.float64),
+            np.asarray(expected[n], np.float64),
+        )
+        is not None
+    ]
+    found = spec.diagnose(case, outputs, expected, wrong)
+    return " ".join(found.named).lower(), " ".join(found.observed).lower()
+
+
+def concat(case, f=np.tanh, inside=False, combine=np.add, reduce=np.sum):
+    q, k = case.inputs["query"], case.inputs["keys"]
+    W1, W2, v = (case.weights[n] for n in ("W_1", "W_2", "v_a"))
+    pre = combine((q @ W1)[..., :, None, :], (k @ W2)[..., None, :, :])
+    return {"scores": reduce(f(pre * v) if inside else f(pre) * v, axis=-1)}
+
+
+CONCAT = {
+    "relu": (dict(f=lambda x: np.maximum(x, 0)), "relu("),
+    "identity": (dict(f=lambda x: x), "tanh is missing"),
+    "inside": (dict(inside=True), "inside the tanh"),
+    "multiplied": (dict(combine=np.multiply), "multiplied"),
+    "mean": (dict(reduce=np.mean), "average the units"),
+}
+
+
+@pytest.mark.parametrize("name", list(CONCAT))
+def test_concat_families(name):
+    case = judge.spec("check_concat_score").cases("visible")[0]
+    named, _ = diagnose("check_concat_score", case, concat(case, **CONCAT[name][0]))
+    assert CONCAT[name][1] in named, named
+    for other, (_, words) in CONCAT.items():
+        if other != name:
+            assert words not in named, (name, other, named)
+
+
+def test_scores_through_a_softmax_and_the_dot_score_scaled():
+    spec = judge.spec("check_dot_score")
+    case = spec.cases("visible")[0]
+    right = spec.formula(case)["scores"]
+    named, _ = diagnose("check_dot_score", case, {"scores": M.softmax(right)})
+    assert "softmax over the keys" in named and "sqrt" not in named
+    d = case.inputs["query"].shape[-1]
+    named, _ = diagnose("check_dot_score", case, {"scores": right / np.sqrt(d)})
+    assert f"sqrt({d})" in named and "softmax" not in named
+
+
+def test_general_score_without_its_weight():
+    """Hidden shapes are all d_q != d_k; a square case shows `W_a` unused."""
+    spec = judge.spec("check_general_score")
+    case = spec.cases("visible")[0]
+    q = case.inputs["query"]
+    case.inputs["keys"] = np.random.default_rng(0).standard_normal((2, 5, q.shape[-1]))
+    case.weights["W_a"] = np.random.default_rng(1).standard_normal((q.shape[-1],) * 2)
+    outputs = {"scores": q @ np.swapaxes(case.inputs["keys"], -1, -2)}
+    named, _ = diagnose("check_general_score", case, outputs)
+    assert "`w_a` is not used" in named and "sqrt" not in named
+
+
+SOFTMAX = {
+    "fill 0": ({"fill": 0.0}, "multiplied by the mask"),
+    "after only": ({"fill": None}, "zeroed only afterwards"),
+    "no query axis": ({"as_given": True}, "without a query axis"),
+    "not zeroed": ({"zero": False}, "1/keys"),
+}
+
+
+def softmax(case, fill=M.NEG, zero=True, as_given=False):
+    scores, mask = case.inputs["scores"], np.asarray(case.inputs["mask"], bool)
+    m = np.broadcast_to(mask, scores.shape) if as_given else M.key_mask(mask, scores)
+    weights = M.softmax(scores if fill is None else np.where(m, scores, fill))
+    return {"weights": np.where(m, weights, 0.0) if zero else weights}
+
+
+@pytest.mark.parametrize("name", list(SOFTMAX))
+def test_masked_softmax_families(name):
+    # the visible case with an all-padding row and Tq == batch (2, 2, 3)
+    case = judge.spec("check_masked_softmax").cases("visible")[2]
+    kwargs, words = SOFTMAX[name]
+    named, _ = diagnose("check_masked_softmax", case, softmax(case, **kwargs))
+    assert words in named, named
+    for other, (_, other_words) in SOFTMAX.items():
+        if other != name:
+            assert other_words not in named, (name, other, named)
+
+
+def test_nan_rows_say_0_over_0_or_overflow():
+    spec = judge.spec("check_masked_softmax")
+    empty = spec.cases("visible")[2]  # a row whose keys are all padding
+    scores, mask = empty.inputs["scores"], empty.inputs["mask"]
+    e = np.exp(scores) * M.key_mask(mask, scores)
+    with np.errstate(invalid="ignore"):
+        named, _ = diagnose(
+            "check_masked_softmax", empty, {"weights": e / e.sum(-1, keepdims=True)}
+        )
+    assert "0/0" in named and "overflow" not in named
+    large = spec.cases("hidden")[2]  # scores in the hundreds
+    scores, mask = large.inputs["scores"], large.inputs["mask"]
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(scores.astype(np.float32)) * M.key_mask(mask, scores)
+        outputs = {"weights": e / e.sum(-1, keepdims=True)}
+    named, _ = diagnose("check_masked_softmax", large, outputs)
+    assert "overflow" in named and "0/0" not in named
+
+
+def test_luong_downstream_stages_read_from_the_students_weights():
+    spec = judge.spec("check_luong_attention")
+    case = spec.cases("visible")[1]
+    right = spec.formula(case)
+    q, v = case.inputs["query"], case.inputs["values"]
+    W_c, b_c, W_y, b_y = case.weights.values()
+    weights = right["weights"]
+    pre = np.concatenate([weights @ v, q], -1) @ W_c
+    no_bias = M.softmax(np.tanh(pre) @ W_y + b_y)
+    outputs = {**right, "probs": no_bias, D.PLAIN: no_bias}
+    named, _ = diagnose("check_luong_attention", case, outputs)
+    assert "`b_c` is missing" in named and "context" not in named
+    # wrong weights, the rest right for them: the output stage is not blamed
+    uniform = np.where(weights > 0, 1.0, 0.0)
+    uniform /= uniform.sum(-1, keepdims=True)
+    probs = M.softmax(
+        np.tanh(np.concatenate([uniform @ v, q], -1) @ W_c + b_c) @ W_y + b_y
+    )
+    outputs = {"weights": uniform, "probs": probs, D.PLAIN: probs}
+    named, observed = diagnose("check_luong_attention", case, outputs)
+    assert "output stage is right" in observed and not named, (named, observed)
+
+
+def test_a_wrong_masked_softmax_seen_through_taps_is_blamed():
+    spec = judge.spec("check_luong_attention")
+    case = spec.cases("visible")[1]
+    right = spec.formula(case)
+    q, v = case.inputs["query"], case.inputs["values"]
+    scores = q @ np.swapaxes(v, -1, -2)
+    broken = np.exp(scores) / 3.0  # not a softmax at all
+    outputs = {
+        **right,
+        "weights": broken,
+        "tap:masked_softmax#0:scores": scores,
+        "tap:masked_softmax#0:mask": case.call_kwargs["values_mask"].astype(float),
+        "tap:masked_softmax#0:out": broken,
+    }
+    named, _ = diagnose("check_luong_attention", case, outputs)
+    assert "fix `masked_softmax`" in named
+
+
+def test_decoder_step_logits_and_state():
+    spec = judge.spec("check_bahdanau_decoder_step")
+    case = spec.cases("visible")[0]
+    right = spec.formula(case)
+    W_o = case.weights["output_kernel"]
+    state = case.inputs["state"]
+    outputs = {**right, "state": state}
+    named, _ = diagnose("check_bahdanau_decoder_step", case, outputs)
+    assert "old state" in named and "logits come from" not in named
+    outputs = {**right, "logits": right["state"] @ W_o}
+    named, _ = diagnose("check_bahdanau_decoder_step", case, outputs)
+    assert "bias is missing" in named and "old state" not in named
+
+
+def test_a_diagnoser_never_raises():
+    spec = judge.spec("check_luong_attention")
+    case = spec.cases("visible")[0]
+    found = spec.diagnose(case, {"probs": np.zeros(3)}, spec.formula(case), ["probs"])
+    assert not found.named
