@@ -160,7 +160,9 @@ def _fit_weights(raw, mask, received, dk, sizes, post_ok=True):
             c = float(sums.mean())
             if abs(c - 1) > 0.02 and abs(c) > 1e-6:
                 posts.append(c)
-    fills = ["where"] if mask is None else ["where", "multiply", "none", "plus", "inverted"]
+    fills = (
+        ["where"] if mask is None else ["where", "multiply", "none", "plus", "inverted"]
+    )
     zeros = [True] if mask is None else [True, False]
     sources = [(raw, False)]
     swapped = np.swapaxes(raw, -1, -2)
@@ -172,7 +174,9 @@ def _fit_weights(raw, mask, received, dk, sizes, post_ok=True):
     for source, transposed in sources:
         smask = mask
         if transposed and mask is not None:
-            smask = np.swapaxes(np.broadcast_to(np.asarray(mask, bool), raw.shape), -1, -2)
+            smask = np.swapaxes(
+                np.broadcast_to(np.asarray(mask, bool), raw.shape), -1, -2
+            )
         for factor, words, size in _scales(dk, sizes):
             for fill in fills:
                 for zero in zeros:
@@ -195,7 +199,9 @@ def _fit_weights(raw, mask, received, dk, sizes, post_ok=True):
     return found
 
 
-def _describe_fit(found, evidence_observed, evidence_named, dk, sizes, has_mask, empty_rows):
+def _describe_fit(
+    found, evidence_observed, evidence_named, dk, sizes, has_mask, empty_rows
+):
     """Observed and named lines from the weights family's members."""
     if not found:
         return False
@@ -334,22 +340,28 @@ def _sdpa(case, got, expected, wrong):
     if weights is not None and "weights" in wrong:
         weights = np.asarray(weights, np.float64)
         fits = _fit_weights(raw, m, weights, dk, sizes)
-        if not _describe_fit(
-            fits,
-            found.observed,
-            found.named,
-            dk,
-            sizes,
-            m is not None,
-            empty is not None and bool(empty.any()),
-        ) and not fits and weights.shape == raw.shape:
+        if (
+            not _describe_fit(
+                fits,
+                found.observed,
+                found.named,
+                dk,
+                sizes,
+                m is not None,
+                empty is not None and bool(empty.any()),
+            )
+            and not fits
+            and weights.shape == raw.shape
+        ):
             found.observed.append(
                 "Your weights are not softmax(c q k^T) over either axis for any "
                 "scale c tried, with the mask applied in any usual way."
             )
     # the output: what multiplies v
     if output is not None and "output" in wrong:
-        found.extend(_sdpa_output(raw, m, q, k, v, weights, output, expected, dk, sizes))
+        found.extend(
+            _sdpa_output(raw, m, q, k, v, weights, output, expected, dk, sizes)
+        )
     return found
 
 
@@ -363,27 +375,46 @@ def _sdpa_output(raw, m, q, k, v, weights, output, expected, dk, sizes):
         if weights.shape == raw.shape and _close(output, weights @ v):
             if "weights" in expected and not _close(weights, expected["weights"]):
                 found.observed.append(
-                    "Your output is your weights times v: only the weights "
-                    "are wrong."
+                    "Your output is your weights times v: only the weights are wrong."
                 )
             return found
-    right = np.asarray(expected.get("weights"), np.float64) if "weights" in expected else None
+    right = (
+        np.asarray(expected.get("weights"), np.float64)
+        if "weights" in expected
+        else None
+    )
     candidates = []
     for factor, words, _ in _scales(dk, sizes):
         scores = raw * factor
         candidates.append(
-            (scores @ v, f"the scores q k^T times {words}, before the softmax", "scores")
+            (
+                scores @ v,
+                f"the scores q k^T times {words}, before the softmax",
+                "scores",
+            )
         )
         if m is not None:
             filled = np.where(m, scores, NEG)
-            candidates.append((filled @ v, "the masked scores, before the softmax", "scores"))
-    if right is not None and right.shape[-1] == k.shape[-2] and k.shape[-1] == output.shape[-1]:
+            candidates.append(
+                (filled @ v, "the masked scores, before the softmax", "scores")
+            )
+    if (
+        right is not None
+        and right.shape[-1] == k.shape[-2]
+        and k.shape[-1] == output.shape[-1]
+    ):
         candidates.append((right @ k, "the right weights times k (not v)", "keys"))
-    if weights is not None and weights.shape == raw.shape and k.shape[-1] == output.shape[-1]:
+    if (
+        weights is not None
+        and weights.shape == raw.shape
+        and k.shape[-1] == output.shape[-1]
+    ):
         candidates.append((weights @ k, "your weights times k (not v)", "keys"))
     if right is not None and right.shape == raw.shape:
         candidates.append((right @ v, "the right weights times v", "right"))
-    matched = [(words, kind) for value, words, kind in candidates if _close(output, value)]
+    matched = [
+        (words, kind) for value, words, kind in candidates if _close(output, value)
+    ]
     if not matched:
         if weights is not None and weights.shape == raw.shape:
             found.observed.append("Your output is not your weights times v.")
@@ -442,7 +473,11 @@ def _masks(case, got, expected, wrong):
 
 
 def _causal(found, mask, want, length):
-    if mask.ndim == want.ndim + 1 and mask.shape[0] == 1 and mask[0].shape == want.shape:
+    if (
+        mask.ndim == want.ndim + 1
+        and mask.shape[0] == 1
+        and mask[0].shape == want.shape
+    ):
         found.observed.append(
             f"Your causal_mask({length}) has a leading axis of size 1: "
             f"{mask.shape}, expected {want.shape}."
@@ -520,7 +555,9 @@ def _combined(found, mask, want, real):
         "none": np.ones((b, s, s), bool),
         "inverted": ~keys,
     }
-    causal = {offset: np.broadcast_to(_tri(s, s, offset), (b, s, s)) for offset in (-1, 0, 1)}
+    causal = {
+        offset: np.broadcast_to(_tri(s, s, offset), (b, s, s)) for offset in (-1, 0, 1)
+    }
     causal["upper"] = np.broadcast_to(~_tri(s, s, -1), (b, s, s))
     causal["none"] = np.ones((b, s, s), bool)
     matches = []
@@ -536,6 +573,7 @@ def _combined(found, mask, want, real):
     causes = {m[1] for m in matches}
     ops_ = {m[2] for m in matches}
     if ops_ == {"and"} and causes == {0}:
+        hides_queries = all(p in ("keys and queries", "queries") for p in pads)
         if pads == {"none"}:
             found.observed.append(
                 "Your combined mask is the causal mask alone: the padding mask "
@@ -546,20 +584,15 @@ def _combined(found, mask, want, real):
                 "`ops.logical_and(padding_mask(token_ids, pad_id), "
                 "causal_mask(length))`; yours is without the padding."
             )
-        elif pads == {"keys and queries"}:
+        elif hides_queries:
             found.observed.append(
-                "Your combined mask also hides the padded queries (the rows "
-                "of padded positions), not only the padded keys."
+                "Your combined mask hides the padded queries too: the rows of "
+                "padded positions are all False (causal rows expected there)."
             )
             found.named.append(
                 "The padding mask hides only the keys (its shape (B, 1, S) "
                 "broadcasts over the queries); padded queries keep their "
                 "causal row."
-            )
-        elif pads == {"queries"}:
-            found.observed.append(
-                "Your combined mask hides the padded queries instead of the "
-                "padded keys."
             )
     elif ops_ == {"and"} and pads == {"keys"} and causes == {"none"}:
         found.observed.append(
@@ -661,7 +694,9 @@ class _MHA:
             if mask == "no_head_axis" and hm is None:
                 return None
         scale = 1 / math.sqrt(self.dk) if scale is None else scale
-        weights = _attend(q @ np.swapaxes(k, -1, -2), hm, scale, fill, True, axis) * post
+        weights = (
+            _attend(q @ np.swapaxes(k, -1, -2), hm, scale, fill, True, axis) * post
+        )
         context = weights @ v
         merged = _merge(context, merge)
         if not w_o:
@@ -699,7 +734,9 @@ def _mask_terms(case):
         options = dict(case.options)
         if drop == "keras_mask":
             options["keras_mask"] = False
-        return combined(Case(title="", inputs=case.inputs, call_kwargs=new_kw, options=options))
+        return combined(
+            Case(title="", inputs=case.inputs, call_kwargs=new_kw, options=options)
+        )
 
     labels = {
         "query_mask": "`query_mask` is not applied",
@@ -747,6 +784,9 @@ def _mask_terms(case):
     return terms
 
 
+#: The mask terms a case can have (`_mask_terms` also gives other variants).
+_TERMS = ("query_mask", "value_mask", "attention_mask", "use_causal_mask", "keras_mask")
+
 _MASK_HINTS = {
     "use_causal_mask": (
         "With `use_causal_mask=True`, combine the causal mask (key <= query) "
@@ -789,8 +829,7 @@ def _mha_changes(model):
         ),
         (
             {"split": "reshape", "merge": "reshape"},
-            "The heads are split and merged with a reshape alone, without a "
-            "transpose.",
+            "The heads are split and merged with a reshape alone, without a transpose.",
             "Split by reshaping to (B, T, h, d_k) then transposing to "
             "(B, h, T, d_k); merge by transposing back to (B, T, h, d_v) before "
             "the reshape: a reshape alone does not move the head axis.",
@@ -812,10 +851,30 @@ def _mha_changes(model):
             "",
             "weights",
         ),
-        ({"q_bias": False}, "Your queries are projected without b_q.", "The query projection leaves out its bias b_q: q = query W_q + b_q.", "weights"),
-        ({"k_bias": False}, "Your keys are projected without b_k.", "The key projection leaves out its bias b_k: k = key W_k + b_k.", "weights"),
-        ({"v_bias": False}, "Your values are projected without b_v.", "The value projection leaves out its bias b_v: v = value W_v + b_v.", "output"),
-        ({"o_bias": False}, "Your output projection has no b_o.", "The output projection leaves out its bias b_o.", "output"),
+        (
+            {"q_bias": False},
+            "Your queries are projected without b_q.",
+            "The query projection leaves out its bias b_q: q = query W_q + b_q.",
+            "weights",
+        ),
+        (
+            {"k_bias": False},
+            "Your keys are projected without b_k.",
+            "The key projection leaves out its bias b_k: k = key W_k + b_k.",
+            "weights",
+        ),
+        (
+            {"v_bias": False},
+            "Your values are projected without b_v.",
+            "The value projection leaves out its bias b_v: v = value W_v + b_v.",
+            "output",
+        ),
+        (
+            {"o_bias": False},
+            "Your output projection has no b_o.",
+            "The output projection leaves out its bias b_o.",
+            "output",
+        ),
     ]
     for which, param in (("q", "query"), ("k", "key"), ("v", "value")):
         for source in ("query", "key", "value"):
@@ -864,15 +923,57 @@ def _mha_changes(model):
     for label, name, value in _mask_terms(model.case):
         change = {"mask": "none" if value is None else value}
         changes.append(
-            (change, f"Your weights are those of a mask where {label}.", _MASK_HINTS.get(name, ""), "weights")
+            (
+                change,
+                f"Your weights are those of a mask where {label}.",
+                _MASK_HINTS.get(name, ""),
+                "weights",
+            )
         )
     if model.mask is not None and model.b > 1:
-        changes.append(({"mask": "no_head_axis"}, "Your weights are those of the mask broadcast without a head axis: batch item j's mask is applied to head j.", _HEAD_AXIS, "weights"))
+        changes.append(
+            (
+                {"mask": "no_head_axis"},
+                "Your weights are those of the mask broadcast without a head axis: batch item j's mask is applied to head j.",
+                _HEAD_AXIS,
+                "weights",
+            )
+        )
+    dropped = [n for _, n, _ in _mask_terms(model.case) if n in _TERMS]
+    if model.mask is not None and len(dropped) > 1:
+        changes.append(
+            (
+                {"mask": "none"},
+                "Your weights are those of no mask at all.",
+                "",
+                "weights",
+            )
+        )
     if model.mask is not None:
-        changes.append(({"mask": "none"}, "Your weights are those of no mask at all.", "", "weights"))
-        changes.append(({"fill": "multiply"}, "Your masked scores are 0 (the scores multiplied by the mask), which still gives masked keys weight.", "Multiplying the scores by the mask gives masked keys a score of 0, not a large negative one: use `ops.where(mask, scores, -1e9)` before the softmax.", "weights"))
-    changes.append(({"w_o": False, "o_bias": False}, "Your output is the merged heads, without the output projection.", "", "output"))
+        changes.append(
+            (
+                {"fill": "multiply"},
+                "Your masked scores are 0 (the scores multiplied by the mask), which still gives masked keys weight.",
+                "Multiplying the scores by the mask gives masked keys a score of 0, not a large negative one: use `ops.where(mask, scores, -1e9)` before the softmax.",
+                "weights",
+            )
+        )
+    changes.append(
+        (
+            {"w_o": False, "o_bias": False},
+            "Your output is the merged heads, without the output projection.",
+            "",
+            "output",
+        )
+    )
     return changes
+
+
+def _unique(found):
+    """The evidence without repeated lines (several stages can say the same)."""
+    found.observed = list(dict.fromkeys(found.observed))
+    found.named = list(dict.fromkeys(found.named))
+    return found
 
 
 def _valid(case, name):
@@ -894,7 +995,7 @@ def _mha(case, got, expected, wrong):
         return found
     if any(k.startswith(_SDPA_TAP) for k in got):
         if _mha_taps(case, model, got, found):
-            return found
+            return _unique(found)
     output = got.get("output")
     weights = got.get("weights")
     v_out, v_w = _valid(case, "output"), _valid(case, "weights")
@@ -922,7 +1023,7 @@ def _mha(case, got, expected, wrong):
         elif w_match and not w_same:
             weight_only.append((observed, hint))
     _conclude(found, matches, weight_only)
-    return found
+    return _unique(found)
 
 
 def _conclude(found, matches, weight_only):
@@ -1041,7 +1142,9 @@ def _mha_taps(case, model, got, found):
     out0, out1 = _tap(got, "out0"), _tap(got, "out1")
     if out0 is None or out1 is None:
         return False
-    ref_w = _attend(right["q"] @ np.swapaxes(right["k"], -1, -2), hm, 1 / math.sqrt(model.dk))
+    ref_w = _attend(
+        right["q"] @ np.swapaxes(right["k"], -1, -2), hm, 1 / math.sqrt(model.dk)
+    )
     ref_c = ref_w @ right["v"]
     v_w = np.broadcast_to(valid_rows, ref_w.shape) if valid_rows is not None else None
     v_c = np.broadcast_to(valid_rows, ref_c.shape) if valid_rows is not None else None
@@ -1062,7 +1165,9 @@ def _mha_taps(case, model, got, found):
         w = np.asarray(weights, np.float64)
         if w.shape == ref_w.shape[:1] + ref_w.shape[2:]:
             _averaged(found, w, ref_w, case)
-    if output is not None and not _close(np.asarray(output, np.float64), model.run()[0], _valid(case, "output")):
+    if output is not None and not _close(
+        np.asarray(output, np.float64), model.run()[0], _valid(case, "output")
+    ):
         found.observed.append(
             "Your attention (q, k, v, mask and its result) is right: the "
             "mistake is after it, in the merge of the heads or the output "
@@ -1110,6 +1215,7 @@ def _which_projection(found, model, name, value):
     which = {"q": "q", "k": "k", "v": "v"}[name]
     param = {"q": "query", "k": "key", "v": "value"}[name]
     label = {"q": "queries", "k": "keys", "v": "values"}[name]
+    which_word = {"q": "query", "k": "key", "v": "value"}[name]
     right = model.project(which, param)
     candidates = []
     for split in ("right", "reshape", "size_first"):
@@ -1120,26 +1226,31 @@ def _which_projection(found, model, name, value):
                 x = model.project(which, source, bias, split)
                 if x is not None and x.shape == value.shape and _close(value, x):
                     candidates.append((split, source, bias))
-    for factor, words, _ in _scales(model.dk, model.sizes()):
-        if words != "1/sqrt(d_k)" and _close(value, right * factor):
-            candidates.append(("scaled", words, True))
-    if len(candidates) != 1:
-        found.observed.append(
-            f"The `{name}` your layer passes to your scaled_dot_product_attention "
-            f"is not the projected, split {label} (B, h, positions, size of one head)."
-        )
-        return
-    split, source, bias = candidates[0]
-    if split == "scaled":
+    scaled = [
+        words
+        for factor, words, _ in _scales(model.dk, model.sizes())
+        if words != "1/sqrt(d_k)" and _close(value, right * factor)
+    ]
+    if scaled and not candidates:
         found.observed.append(
             f"The `{name}` your layer passes to your attention is already scaled "
-            f"(times {source}), and the attention scales again."
+            f"(times {scaled[0]}), and the attention scales again."
         )
         found.named.append(
             "Scale once: your scaled_dot_product_attention divides by sqrt(d_k) "
             f"itself, so pass it the projected {label} unscaled."
         )
-    elif split == "reshape":
+        return
+    if not candidates:
+        found.observed.append(
+            f"The `{name}` your layer passes to your scaled_dot_product_attention "
+            f"is not the projected, split {label} (B, h, positions, size of one head)."
+        )
+        return
+    splits = {c[0] for c in candidates}
+    sources = {c[1] for c in candidates}
+    biases = {c[2] for c in candidates}
+    if splits == {"reshape"}:
         found.observed.append(
             f"The `{name}` your layer passes to your attention is split with a "
             "reshape alone, straight to (B, h, positions, size), without a transpose."
@@ -1149,33 +1260,39 @@ def _which_projection(found, model, name, value):
             "to (B, h, T, d_k) (move the head axis before T): a reshape alone "
             "mixes positions and heads."
         )
-    elif split == "size_first":
+    elif splits == {"size_first"}:
         found.observed.append(
             f"The `{name}` your layer passes to your attention is split as "
             "(B, T, size, h): the head axis taken last."
         )
-    elif source != param:
+    if param not in sources:
         found.observed.append(
-            f"The `{name}` your layer passes to your attention is `{source}` "
-            f"projected with W_{which}; the {label} come from `{param}`."
+            f"The `{name}` your layer passes to your attention is "
+            f"{' or '.join(f'`{s}`' for s in sorted(sources))} projected with "
+            f"W_{which}; the {label} come from `{param}`."
         )
-        found.named.append(
-            f"The {label} come from the `{param}` tensor: project `{param}` "
-            f"with W_{which} (you project `{source}`)."
-        )
-    elif not bias:
+        if len(sources) == 1:
+            found.named.append(
+                f"The {label} come from the `{param}` tensor: project `{param}` "
+                f"with W_{which} (you project `{sources.pop()}`)."
+            )
+    if biases == {False}:
         found.observed.append(
             f"The `{name}` your layer passes to your attention lacks the bias b_{which}."
         )
         found.named.append(
-            f"The {label} projection leaves out its bias b_{which}: "
+            f"The {which_word} projection leaves out its bias b_{which}: "
             f"{name} = {param} W_{which} + b_{which}."
         )
 
 
 def _which_mask(found, model, mask_tap, passed, hm, valid_rows):
     full = (model.b, model.h, model.t, model.s)
-    if mask_tap.ndim == 3 and model.b > 1 and mask_tap.shape == (model.b, model.t, model.s):
+    if (
+        mask_tap.ndim == 3
+        and model.b > 1
+        and mask_tap.shape == (model.b, model.t, model.s)
+    ):
         found.observed.append(
             f"Your layer passes a mask of shape {mask_tap.shape} (no head axis) to "
             f"attention scores of shape {full}."
@@ -1192,7 +1309,9 @@ def _which_mask(found, model, mask_tap, passed, hm, valid_rows):
         if value is None:
             value = np.ones((model.b, model.t, model.s), bool)
         if _close(passed, np.broadcast_to(value[:, None], full), valid_rows):
-            found.observed.append(f"The mask your layer passes to your attention: {label}.")
+            found.observed.append(
+                f"The mask your layer passes to your attention: {label}."
+            )
             if _MASK_HINTS.get(name):
                 found.named.append(_MASK_HINTS[name])
             return
