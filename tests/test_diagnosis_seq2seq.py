@@ -436,3 +436,24 @@ def test_a_diagnoser_never_raises():
     case = spec.cases("visible")[0]
     found = spec.diagnose(case, {"probs": np.zeros(3)}, spec.formula(case), ["probs"])
     assert not found.named
+
+
+def test_a_diagnosis_writes_no_warnings():
+    """Readings that overflow are dropped silently (nothing on stderr)."""
+    import warnings
+
+    spec = judge.spec("check_luong_attention")
+    case = spec.cases("visible")[0]
+    right = spec.formula(case)
+    huge = {**right, "probs": right["probs"] * 1e6, D.PLAIN: right["probs"] * 1e6}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec.diagnose(case, huge, right, ["probs", D.PLAIN])
+        concat_spec = judge.spec("check_concat_score")
+        concat_case = concat_spec.cases("visible")[0]
+        concat_spec.diagnose(
+            concat_case,
+            {"scores": np.full((2, 3, 5), 1e30)},
+            concat_spec.formula(concat_case),
+            ["scores"],
+        )

@@ -41,7 +41,8 @@ def _safe(function):
     @functools.wraps(function)
     def wrapper(case, got, expected, wrong):
         try:
-            return function(case, got, expected, wrong)
+            with np.errstate(all="ignore"):  # overflowing readings are dropped
+                return function(case, got, expected, wrong)
         except Exception:  # a judge bug must never cost the diagnosis
             return None
 
@@ -413,6 +414,8 @@ def _concat_score(case, got, expected, wrong):
         ("outside", lambda f, a, b, c: f((c(a, b) * v).sum(-1))),
         ("separate", lambda f, a, b, c: ((f(a) + f(b)) * v).sum(-1)),
         ("mean", lambda f, a, b, c: (f(c(a, b)) * v).mean(-1)),
+        ("keys", lambda f, a, b, c: (f(c(a, b)) * v).sum(-2)),
+        ("queries", lambda f, a, b, c: (f(c(a, b)) * v).sum(-3)),
     ]
     place_text = {
         "after": "",
@@ -428,6 +431,11 @@ def _concat_score(case, got, expected, wrong):
         "add them first, then one tanh: tanh(W_1 s_t + W_2 h_i).",
         "mean": "Your scores average the units (`ops.mean`) where v_a . tanh(...) "
         "sums them (`ops.sum(..., axis=-1)`).",
+        "keys": "Your scores sum over the keys (axis -2) where v_a . tanh(...) "
+        "sums over the units, the last axis: `ops.sum(..., axis=-1)`.",
+        "queries": "Your scores sum over the queries (axis -3) where "
+        "v_a . tanh(...) sums over the units, the last axis: "
+        "`ops.sum(..., axis=-1)`.",
     }
     swaps = [({}, (W1, W2))]
     if q.shape[-1] == k.shape[-1]:
@@ -730,7 +738,8 @@ def _luong_output(kind, logits):
     if kind == "logits":
         return logits
     if kind == "log":
-        return np.log(M.softmax(logits, -1))
+        shifted = logits - logits.max(-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     return M.sigmoid(logits)
 
 
@@ -763,6 +772,13 @@ def _luong_probs_fit(case, weights, scores):
     bias_c = [
         ({}, b_c),
         ({"b_c": "The bias `b_c` is missing: s~_t = tanh(W_c [a_t; s_t] + b_c)."}, 0.0),
+        (
+            {
+                "b_c": "The bias `b_c` is added after the tanh; it goes inside: "
+                "s~_t = tanh(W_c [a_t; s_t] + b_c)."
+            },
+            "outside",
+        ),
     ]
     bias_y = [
         ({}, b_y),
@@ -783,7 +799,10 @@ def _luong_probs_fit(case, weights, scores):
             continue
 
         def compute(w=w, join=join, bcv=bcv, f=f, byv=byv, out=out):
-            attentional = f(join(w @ values) @ W_c + bcv)
+            if isinstance(bcv, str):  # the bias after the activation
+                attentional = f(join(w @ values) @ W_c) + b_c
+            else:
+                attentional = f(join(w @ values) @ W_c + bcv)
             return _luong_output(out, attentional @ W_y + byv)
 
         fit.add(deviations, compute)
@@ -884,6 +903,7 @@ def _bahdanau_weights_fit(query, values, mask, W_b, W_c, w_a, base=None):
         ("inside", lambda f, pre: f(pre * w_a).sum(-1)),
         ("none", lambda f, pre: f(pre).sum(-1)),
         ("outside", lambda f, pre: f((pre * w_a).sum(-1))),
+        ("steps", lambda f, pre: (f(pre) * w_a).sum(-2)),
     ]
     place_text = {
         "inside": "`w_a` is applied inside the tanh: weight tanh(...) by `w_a` "
@@ -891,6 +911,9 @@ def _bahdanau_weights_fit(query, values, mask, W_b, W_c, w_a, base=None):
         "none": "The scores sum the tanh units without weighting them by `w_a`.",
         "outside": "The tanh is applied after the sum over the units; it comes "
         "first, on each unit: w_a . tanh(W_b s + W_c h).",
+        "steps": "Your scores sum over the encoder steps (axis -2) where "
+        "w_a . tanh(...) sums over the units, the last axis: "
+        "`ops.sum(..., axis=-1)`.",
     }
     for (proj, (Wq, Wk)), (name, f), (place, score) in itertools.product(
         projections, ACTIVATIONS.items(), placements
@@ -943,6 +966,17 @@ def _context_fit(weights, values, W_c, scores=None):
         },
         lambda: weights[..., None] * values,
     )
+    if weights.ndim == 2:
+        fit.add(
+            {
+                "ctx": "`ops.matmul` of the (batch, steps) weights with the "
+                "(batch, steps, features) values treats the weights as one "
+                "matrix and pairs every batch item with every other: sum over "
+                "the encoder steps instead, "
+                "`ops.sum(ops.expand_dims(weights, -1) * values, axis=-2)`."
+            },
+            lambda: np.matmul(weights, values),
+        )
     if scores is not None:
         fit.add(
             {
