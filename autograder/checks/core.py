@@ -652,12 +652,42 @@ def run_check(check_name, which, probe, borrowing="attention"):
     borrowed = borrowed_message(check_name, sublayers, borrowing)
     if borrowed:
         raise CheckFailed(borrowed)
-    count = decide(
-        check_name,
-        cases,
-        observations,
-        source.expectations(check_name, which, cases),
-        failure,
-        source.generic_hint(check_name),
-    )
+    try:
+        count = decide(
+            check_name,
+            cases,
+            observations,
+            source.expectations(check_name, which, cases),
+            failure,
+            source.generic_hint(check_name),
+        )
+    except CheckFailed as failed:
+        _RESULTS[check_name] = False
+        raise CheckFailed(failed.message + _failed_parts(check_name)) from None
+    _RESULTS[check_name] = True
     print(f"{check_name}: all {count} cases passed.")
+
+
+#: This notebook's checks so far: `{check name: passed}`.
+_RESULTS = {}
+
+
+def _failed_parts(check_name):
+    """A note naming the student's parts this layer called that failed their
+    own check earlier in the notebook (their mistake reaches this layer)."""
+    from autograder.checks import taps
+
+    failed = [
+        part
+        for part in taps.LAST_PARTS
+        if _RESULTS.get(f"check_{part}") is False and f"check_{part}" != check_name
+    ]
+    if not failed:
+        return ""
+    names = ", ".join(f"`{p}` (check_{p})" for p in failed)
+    return (
+        f"\nNote: this layer calls your {names}, which failed its own check "
+        "above: fix that exercise first, its mistake reaches this one. (While "
+        "grading, a layer whose own wiring is right gets its points even when "
+        "a part it calls is wrong.)"
+    )

@@ -42,6 +42,18 @@ MAX_SIZE = 500_000
 _ACTIVE = []
 
 
+#: The student's parts (functions, and classes of sublayers, in snake case)
+#: the last recorded call used: a notebook's check names a part that failed
+#: its own check (`core.run_check`).
+LAST_PARTS = []
+
+
+def _snake(name):
+    return "".join(
+        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
+    )
+
+
 class _Recorder:
     def __init__(self, paths):
         self.paths = paths  # id(layer) -> attribute path
@@ -163,6 +175,9 @@ def on_layer_call(layer, args, kwargs, output):
     for recorder in _ACTIVE:
         path = recorder.paths.get(id(layer))
         if path is not None:
+            part = _snake(type(layer).__name__)
+            if part not in LAST_PARTS and _student_class(type(layer)):
+                LAST_PARTS.append(part)
             bound = _bind(layer.call, args, kwargs)
             if "mask" not in bound and args and _takes_mask(layer):
                 # Keras passes the first input's own mask when `call` has a
@@ -196,6 +211,8 @@ def _student_functions(cls):
 def _tapped(name, function, recorder):
     def tap(*args, **kwargs):
         output = function(*args, **kwargs)
+        if name not in LAST_PARTS:
+            LAST_PARTS.append(name)
         if recorder in _ACTIVE:
             recorder.add(name, _bind(function, args, kwargs), output)
         return output
@@ -211,6 +228,7 @@ def recording(layer, cls=None):
     """Record the calls `layer` makes to its sublayers and to the notebook's
     functions until the block ends; yields the recorder (`.arrays`)."""
     recorder = _Recorder(_layer_paths(layer))
+    LAST_PARTS.clear()
     module, functions = _student_functions(cls or type(layer))
     replaced = {}
     if module is not None:

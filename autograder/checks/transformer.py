@@ -243,8 +243,11 @@ class _ModelProbe(LayerProbe):
         return {"logits": logits}
 
     def __call__(self, case, index):
+        from autograder.checks import taps
+
         model = self.build(self.cls, case)
-        outputs = self.run(model, case)
+        with taps.recording(model, self.cls) as recorder:
+            outputs = self.run(model, case)
         if index == 1:
             config_round_trip(self.cls.__name__, model, self.round_trip)
             with student_code(f"`{self.cls.__name__}.from_config(get_config())`"):
@@ -252,6 +255,7 @@ class _ModelProbe(LayerProbe):
                 clone(self._pair(case))
             inject(clone, self.specs(case))
             outputs["logits after from_config"] = self.run(clone, case)["logits"]
+        outputs.update(recorder.arrays)
         return outputs
 
 

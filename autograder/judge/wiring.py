@@ -41,7 +41,7 @@ import threading
 import numpy as np
 
 from autograder.checks import evidence as E
-from autograder.checks.core import ROUND_TRIP, Tolerance, compare, valid_for
+from autograder.checks.core import ROUND_TRIP, Tolerance, valid_for
 from autograder.checks.taps import split
 
 __all__ = ["Wiring", "judge"]
@@ -116,14 +116,24 @@ def _same_mask(got, want):
         shape = np.broadcast_shapes(got.shape, want.shape)
     except ValueError:
         return False
-    return bool(np.array_equal(np.broadcast_to(got, shape), np.broadcast_to(want, shape)))
+    return bool(
+        np.array_equal(np.broadcast_to(got, shape), np.broadcast_to(want, shape))
+    )
 
 
-def _close(got, want):
+def _close(got, want, valid=None):
+    """Equal within the checks' tolerance where `valid`; NaN equals NaN (a
+    part's NaN carried through is the part's, not the wiring's)."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
         return False
-    return compare(got, want, None, Tolerance()) is None
+    tolerance = Tolerance()
+    same = np.isclose(
+        got, want, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=True
+    )
+    if valid is not None:
+        same = same | ~np.broadcast_to(np.asarray(valid, bool), same.shape)
+    return bool(same.all())
 
 
 def _arguments(call, names):
@@ -214,6 +224,8 @@ def _difference(got, want):
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     if got.shape != want.shape:
         return f"it returned shape {got.shape} where {want.shape} was expected"
+    if not np.isfinite(got).all() and np.isfinite(want).all():
+        return "it returned NaN or inf where the reference part has numbers"
     return f"it returned values off by up to {float(np.max(np.abs(got - want))):.3g}"
 
 
@@ -267,11 +279,7 @@ def _judge_case(composite, case, got):
         base = _base(name)
         if base not in rewired:
             continue
-        want = np.asarray(rewired[base], np.float64)
-        received = np.asarray(received, np.float64)
-        if received.shape != want.shape or (
-            compare(received, want, valid_for(case, name), Tolerance()) is not None
-        ):
+        if not _close(received, rewired[base], valid_for(case, name)):
             differing.append(name)
     if differing:
         found = E.Evidence()
@@ -308,7 +316,9 @@ def _unmatched(composite, unmatched):
             "builds it on that part (call it; do not copy its code here)."
         )
         return Wiring(False, evidence=found)
-    trained = [c for c in calls if c.get("training") is not None and float(c["training"]) != 0]
+    trained = [
+        c for c in calls if c.get("training") is not None and float(c["training"]) != 0
+    ]
     if trained:
         found.named.append(
             f"Your {composite.name} calls {part.label} with `training=True`: pass "
@@ -351,7 +361,10 @@ def _unmatched(composite, unmatched):
             "not the one the exercise gives it"
         )
         read = E.read(
-            _Sizes(want), f"{part.label}'s `{name}`", value, np.asarray(want, np.float64)
+            _Sizes(want),
+            f"{part.label}'s `{name}`",
+            value,
+            np.asarray(want, np.float64),
         )
         if read:
             found.observed.append(first + ":")
@@ -406,7 +419,10 @@ def _composites():
     softmax_part = Part(
         function="masked_softmax",
         taps=lambda args: ["masked_softmax"],
-        inputs=lambda a, k: {"scores": a[0], "mask": a[1] if len(a) > 1 else k.get("mask")},
+        inputs=lambda a, k: {
+            "scores": a[0],
+            "mask": a[1] if len(a) > 1 else k.get("mask"),
+        },
         output=lambda call, a: call["out"],
         label="`masked_softmax` (its own exercise, check_masked_softmax)",
     )
@@ -421,7 +437,12 @@ def _composites():
     sdpa_part = Part(
         function="sdpa",
         taps=lambda args: ["scaled_dot_product_attention"],
-        inputs=lambda a, k: {"q": a[0], "k": a[1], "v": a[2], "mask": a[3] if len(a) > 3 else None},
+        inputs=lambda a, k: {
+            "q": a[0],
+            "k": a[1],
+            "v": a[2],
+            "mask": a[3] if len(a) > 3 else None,
+        },
         output=lambda call, a: (call["out0"], call["out1"]),
         label="`scaled_dot_product_attention` (its own exercise, "
         "check_scaled_dot_product_attention)",
@@ -499,7 +520,10 @@ def _composites():
             S, [softmax_part], formula("check_luong_attention"), "`LuongAttention`"
         ),
         "check_bahdanau_attention": Composite(
-            S, [softmax_part], formula("check_bahdanau_attention"), "`BahdanauAttention`"
+            S,
+            [softmax_part],
+            formula("check_bahdanau_attention"),
+            "`BahdanauAttention`",
         ),
         "check_bahdanau_decoder_step": Composite(
             S,
@@ -508,13 +532,22 @@ def _composites():
             "`BahdanauDecoderStep`",
         ),
         "check_multi_head_attention": Composite(
-            A, [sdpa_part], formula("check_multi_head_attention"), "`MultiHeadAttention`"
+            A,
+            [sdpa_part],
+            formula("check_multi_head_attention"),
+            "`MultiHeadAttention`",
         ),
         "check_encoder_layer": Composite(
-            T, [ffn_part, add_norm_part], formula("check_encoder_layer"), "`EncoderLayer`"
+            T,
+            [ffn_part, add_norm_part],
+            formula("check_encoder_layer"),
+            "`EncoderLayer`",
         ),
         "check_decoder_layer": Composite(
-            T, [ffn_part, add_norm_part], formula("check_decoder_layer"), "`DecoderLayer`"
+            T,
+            [ffn_part, add_norm_part],
+            formula("check_decoder_layer"),
+            "`DecoderLayer`",
         ),
         "check_encoder": Composite(
             T, [embed_part, encoder_layer_part], formula("check_encoder"), "`Encoder`"
@@ -523,7 +556,10 @@ def _composites():
             T, [embed_part, decoder_layer_part], formula("check_decoder"), "`Decoder`"
         ),
         "check_transformer": Composite(
-            T, [encoder_part, decoder_part], formula("check_transformer"), "`Transformer`"
+            T,
+            [encoder_part, decoder_part],
+            formula("check_transformer"),
+            "`Transformer`",
         ),
     }
 
