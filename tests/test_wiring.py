@@ -36,7 +36,12 @@ SOURCES = {
     "A3": ROOT / "solutions/03_transformer/transformer.py",
 }
 NAMES = {
-    "A1": ["masked_softmax", "LuongAttention", "BahdanauAttention", "BahdanauDecoderStep"],
+    "A1": [
+        "masked_softmax",
+        "LuongAttention",
+        "BahdanauAttention",
+        "BahdanauDecoderStep",
+    ],
     "A2": ["scaled_dot_product_attention", "MultiHeadAttention"],
     "A3": [
         "positional_encoding",
@@ -70,7 +75,9 @@ def student(assignment, patches=()):
     _count[0] += 1
     module = types.ModuleType(f"student_{assignment}_{_count[0]}")
     sys.modules[module.__name__] = module
-    module.__dict__.update(keras=keras, ops=ops, np=np, math=math, contextlib=contextlib)
+    module.__dict__.update(
+        keras=keras, ops=ops, np=np, math=math, contextlib=contextlib
+    )
     exec(compile(code, module.__name__, "exec"), module.__dict__)
     return module
 
@@ -92,10 +99,8 @@ def grade(monkeypatch, check, check_name, *layers, which="visible"):
     """`(passed, message)`: the grader's verdict on one check call."""
     source = _Recording()
     monkeypatch.setattr(sources, "current", lambda: source)
-    try:
+    with contextlib.suppress(CheckFailed):
         check.__wrapped__(*layers, cases=which)
-    except CheckFailed:
-        pass
     observations, failure = source.records[check_name, which]
     spec = judge.spec(check_name)
     cases = spec.cases(which)
@@ -266,7 +271,9 @@ GELU = ('activation="relu"', 'activation="gelu"')
         ("check_decoder_layer", "DecoderLayer"),
     ],
 )
-def test_blocks_on_a_wrong_feed_forward_get_their_points(monkeypatch, check_name, layer):
+def test_blocks_on_a_wrong_feed_forward_get_their_points(
+    monkeypatch, check_name, layer
+):
     module, check = _a3(check_name, GELU)
     passed, note = grade(monkeypatch, check, check_name, getattr(module, layer))
     assert passed, note
@@ -305,6 +312,6 @@ def test_the_notebook_names_a_part_that_failed_its_own_check(monkeypatch):
     monkeypatch.setattr(core, "_RESULTS", {})
     with pytest.raises(Exception):  # noqa: B017 - the verdict module's error
         seq2seq_checks.check_masked_softmax(module.masked_softmax)
-    with pytest.raises(Exception) as failed:  # noqa: B017
+    with pytest.raises(Exception) as failed:
         seq2seq_checks.check_luong_attention(module.LuongAttention)
     assert "calls your `masked_softmax` (check_masked_softmax)" in str(failed.value)

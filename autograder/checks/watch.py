@@ -36,6 +36,7 @@ import importlib.abc
 import inspect
 import sys
 import types
+
 from autograder.checks import taps
 
 __all__ = ["BORROWED_PREFIXES", "borrowed_classes", "collect", "install"]
