@@ -691,3 +691,422 @@ def _add_norm(case, got, expected, wrong):
             "LayerNormalization(epsilon=1e-5)."
         )
     return found
+
+
+# ------------------------------------------------------------ warm-up schedule
+
+#: Each piece of d_model^a * combine(s^k1, s * warmup^k2), s = step + offset,
+#: and the exercise's value first.
+_SCHEDULE_PIECES = {
+    "d_power": (-0.5, 0.5, 0.0, -1.0, 1.0),
+    "decay_power": (-0.5, 0.5, -1.0, -1.5, 1.0),
+    "warmup_power": (-1.5, -0.5, -1.0, 1.5, -2.0),
+    "offset": (1.0, 0.0, 2.0),
+    "combine": ("minimum", "maximum"),
+}
+
+
+def _schedule(steps, d, warmup, d_power, decay_power, warmup_power, offset, combine):
+    s = np.asarray(steps, np.float64) + offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decay = np.where(s > 0, s, np.nan) ** decay_power
+        decay = np.where(s > 0, decay, np.inf if decay_power < 0 else 0.0)
+        rise = s * float(warmup) ** warmup_power
+        rate = np.minimum(decay, rise) if combine == "minimum" else np.maximum(decay, rise)
+    return rate * float(d) ** d_power
+
+
+_SCHEDULE_WORDS = {
+    "d_power": lambda v: (
+        "The factor d_model^-0.5 is applied as d_model ** 0.5 (a positive power): "
+        "use d_model ** -0.5 (the negative power: wider models take smaller steps)."
+        if v == 0.5
+        else f"The factor is d_model ** {v:g}; the schedule multiplies by "
+        "d_model ** -0.5."
+    ),
+    "decay_power": lambda v: (
+        "The decay term is sqrt(step) (step ** 0.5), not 1 / sqrt(step): use "
+        "ops.rsqrt(s), step ** -0.5, the inverse square root."
+        if v == 0.5
+        else f"The decay term is step ** {v:g}; it is step ** -0.5 "
+        "(ops.rsqrt(s), the inverse square root)."
+    ),
+    "warmup_power": lambda v: (
+        f"The warm-up term is step * warmup ** {v:g}; it is step * warmup ** -1.5, "
+        "so both terms meet at step = warmup."
+    ),
+    "offset": lambda v: (
+        "Steps are counted from 0 (s = step): the formula counts from 1, "
+        "s = step + 1."
+        if v == 0.0
+        else f"s = step + {v:g}; the formula uses s = step + 1."
+    ),
+    "combine": lambda v: (
+        "The two terms are combined with ops.maximum; the rate is their minimum, "
+        "ops.minimum(step ** -0.5, step * warmup ** -1.5): it rises during the "
+        "warm-up, then decays."
+    ),
+}
+
+
+def _schedule_explanations(steps, d, warmup, received):
+    names = list(_SCHEDULE_PIECES)
+    found = []
+    for values in itertools.product(*_SCHEDULE_PIECES.values()):
+        rate = _specs.SCALE * _schedule(steps, d, warmup, *values)
+        if _fits(received, rate, 1e-4):
+            found.append(dict(zip(names, values, strict=True)))
+    return found
+
+
+@diagnoses("check_warmup_schedule")
+@_safe
+def _warmup_schedule(case, got, expected, wrong):
+    steps = np.asarray(case.inputs["steps"])
+    d, warmup = case.init["d_model"], case.init["warmup_steps"]
+    found = Evidence()
+    name = _specs.RATE
+    if name not in wrong:
+        rebuilt = next((n for n in wrong if n.startswith(name)), None)
+        if rebuilt and rebuilt in got:
+            found.observed.append(
+                "Your schedule is right, but the one rebuilt with "
+                "`from_config(get_config())` gives other rates."
+            )
+            received = np.asarray(got[rebuilt], np.float64)
+            for label, dd, ww in (
+                ("warmup_steps", d, 4000),
+                ("d_model", 512, warmup),
+            ):
+                if (dd, ww) != (d, warmup) and _fits(
+                    received, _specs.SCALE * M.warmup_schedule(steps, dd, ww), 1e-4
+                ):
+                    found.named.append(
+                        f"The rebuilt schedule uses another {label}: `get_config` "
+                        "must return d_model and warmup_steps as given, and "
+                        "`__init__` keep them."
+                    )
+        return found
+    if name not in got:
+        return None
+    received = np.asarray(got[name], np.float64)
+    if received.shape != steps.shape:
+        return None
+    explanations = _schedule_explanations(steps, d, warmup, received)
+    right = {k: v[0] for k, v in _SCHEDULE_PIECES.items()}
+    changed = [
+        {k: v for k, v in e.items() if v != right[k]} for e in explanations
+    ]
+    changed = [c for c in changed if c]
+    if changed:
+        pieces = set.intersection(*(set(c) for c in changed))
+        found.observed.append(
+            "Your rates are reproduced exactly by d_model^a * combine(s^k1, s * "
+            "warmup^k2), s = step + o, with "
+            + "; or ".join(
+                ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}"
+                          for k, v in c.items())
+                for c in changed[:3]
+            )
+            + " (expected: a = -0.5, k1 = -0.5, k2 = -1.5, o = 1, minimum)."
+        )
+        for piece in pieces:
+            values = {c[piece] for c in changed}
+            if len(values) == 1:
+                found.named.append(_SCHEDULE_WORDS[piece](values.pop()))
+            elif piece == "decay_power":
+                found.named.append(
+                    "The decay term is wrong (it never becomes the smaller one): it should "
+                    "be step ** -0.5 (ops.rsqrt(s)), "
+                    "which falls below the warm-up term after the warm-up."
+                )
+        return found
+    # where the rates differ: during the warm-up or after it
+    want = np.asarray(expected[name], np.float64)
+    bad = ~np.isclose(received, want, rtol=5e-3, atol=5e-3)
+    before = steps + 1 < warmup
+    after = steps + 1 > warmup
+    if bad[before].any() and not bad[after].any():
+        found.observed.append(
+            "Your rates are right after the warm-up and wrong during it (step + 1 "
+            "< warmup): the warm-up term s * warmup ** -1.5."
+        )
+    elif bad[after].any() and not bad[before].any():
+        found.observed.append(
+            "Your rates are right during the warm-up and wrong after it: the decay "
+            "term s ** -0.5."
+        )
+    return found
+
+
+# ------------------------------------------------------------- masked loss
+
+
+def _log_softmax(logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def _log_probabilities(logits):
+    """How the log-probabilities may be taken: name -> (B, T, V)."""
+    keras_eps = 1e-7
+    normalised = logits / logits.sum(-1, keepdims=True)
+    return {
+        "from logits": _log_softmax(logits),
+        "from_logits=False on logits": np.log(
+            np.clip(normalised, keras_eps, 1 - keras_eps)
+        ),
+        "softmax taken twice": _log_softmax(np.exp(_log_softmax(logits))),
+        "log of the logits": np.log(np.clip(logits, keras_eps, None)),
+    }
+
+
+def _targets(labels, v, eps):
+    one_hot = np.eye(v)[labels]
+    return {
+        "one_hot * (1 - eps) + eps / V": one_hot * (1 - eps) + eps / v,
+        "one_hot * (1 - eps) + eps": one_hot * (1 - eps) + eps,
+        "one_hot (no smoothing)": one_hot,
+        "one_hot + eps / V": one_hot + eps / v,
+        "one_hot * (1 - eps) + eps / (V - 1) on the others": one_hot * (1 - eps)
+        + (1 - one_hot) * eps / (v - 1),
+    }
+
+
+def _reductions(per_token, real):
+    count = max(real.sum(), 1)
+    rows = np.maximum(real.sum(-1), 1)
+    return {
+        "sum over real tokens / their number": (per_token * real).sum() / count,
+        "mean of each sequence's mean": ((per_token * real).sum(-1) / rows).mean(),
+        "sum over real tokens / batch size": (per_token * real).sum()
+        / per_token.shape[0],
+        "mean over every position, padding included": per_token.mean(),
+        "sum over real tokens": (per_token * real).sum(),
+        "sum over real tokens / every position": (per_token * real).sum()
+        / per_token.size,
+    }
+
+
+_LOSS_RIGHT = {
+    "probabilities": "from logits",
+    "target": "one_hot * (1 - eps) + eps / V",
+    "average": "sum over real tokens / their number",
+}
+
+_LOSS_WORDS = {
+    "probabilities": {
+        "from_logits=False on logits": "The loss treats the logits as "
+        "probabilities (from_logits=False): the model returns logits, so use "
+        "categorical_crossentropy(..., from_logits=True).",
+        "softmax taken twice": "The softmax is applied twice (a softmax on the "
+        "logits, then a loss from_logits=True): pass the logits themselves.",
+        "log of the logits": "The log is taken of the logits themselves: the "
+        "cross-entropy needs log_softmax(logits) (from_logits=True).",
+    },
+    "target": {
+        "one_hot * (1 - eps) + eps": "Label smoothing adds eps to every class "
+        "instead of eps / V: the smoothed target is one_hot * (1 - eps) + eps / V "
+        "(spread over the V classes, so it sums to 1).",
+        "one_hot (no smoothing)": "label_smoothing is ignored: the target is "
+        "one_hot * (1 - eps) + eps / V.",
+        "one_hot + eps / V": "The one-hot is not scaled by (1 - eps): the smoothed "
+        "target one_hot * (1 - eps) + eps / V sums to 1.",
+    },
+    "average": {
+        "mean of each sequence's mean": "The loss averages each sequence's mean "
+        "(short sequences weigh more per token): sum over every real token of the "
+        "batch, divided by their number.",
+        "sum over real tokens / batch size": "The sum is divided by the batch size; "
+        "divide by the number of real tokens.",
+        "sum over real tokens / every position": "The sum over real tokens is "
+        "divided by the number of every position, padding included; divide by "
+        "the number of real tokens.",
+    },
+}
+
+
+@diagnoses("check_masked_loss")
+@_safe
+def _masked_loss(case, got, expected, wrong):
+    labels = np.asarray(case.inputs["labels"]).astype(np.int64)
+    logits = np.asarray(case.inputs["logits"], np.float64)
+    eps = float(case.call_kwargs.get("label_smoothing", 0.0))
+    real = labels != 0
+    found = Evidence()
+    if "loss" in wrong and "loss" in got:
+        received = float(np.asarray(got["loss"]).reshape(-1)[0])
+        matches = []
+        v = logits.shape[-1]
+        for (p_name, log_p), (t_name, target) in itertools.product(
+            _log_probabilities(logits).items(), _targets(labels, v, eps).items()
+        ):
+            per_token = -(target * log_p).sum(-1)
+            for r_name, value in _reductions(per_token, real).items():
+                if np.isfinite(value) and abs(received - value) <= 1e-4 * (
+                    1 + abs(value)
+                ):
+                    matches.append(
+                        {"probabilities": p_name, "target": t_name, "average": r_name}
+                    )
+        _name_pieces(found, "loss", matches)
+    if "accuracy" in wrong and "accuracy" in got:
+        received = float(np.asarray(got["accuracy"]).reshape(-1)[0])
+        hits = logits.argmax(-1) == labels
+        options = {
+            "hits on real tokens / real tokens": (hits & real).sum() / max(real.sum(), 1),
+            "hits anywhere / every position": hits.mean(),
+            "hits anywhere / real tokens": hits.sum() / max(real.sum(), 1),
+            "hits on real tokens / every position": (hits & real).sum() / hits.size,
+        }
+        fits = [k for k, value in options.items() if abs(received - value) <= 1e-5]
+        if len(fits) == 1 and fits[0] != "hits on real tokens / real tokens":
+            found.observed.append(f"`accuracy` is exactly {fits[0]}.")
+            found.named.append(
+                "masked_accuracy: count the hits on real tokens only (labels != 0) "
+                "and divide by the number of real tokens."
+            )
+    return found
+
+
+def _name_pieces(found, name, matches):
+    if not matches:
+        return
+    if any(m == _LOSS_RIGHT for m in matches):
+        return  # the exercise's formula fits too: nothing to name
+    found.observed.append(
+        f"`{name}` is reproduced exactly with "
+        + "; or ".join(
+            ", ".join(f"{k}: {v}" for k, v in m.items()) for m in matches[:3]
+        )
+        + "."
+    )
+    for piece, right in _LOSS_RIGHT.items():
+        values = {m[piece] for m in matches}
+        if right in values or len(values) != 1:
+            continue
+        value = values.pop()
+        words = _LOSS_WORDS[piece].get(value)
+        if words:
+            found.named.append(words)
+
+
+# ----------------------------------------------------------- greedy decoding
+
+#: The pieces of the decoding loop, the exercise's value first.
+_GREEDY_PIECES = {
+    "steps": (0, -1),  # max_length + steps iterations
+    "done": ("kept", "reassigned", "never set"),  # done |= ..., done = ..., no padding
+    "end token": ("written", "replaced by 0"),
+    "early stop": (True, False),
+}
+
+_GREEDY_WORDS = {
+    "steps": lambda v: (
+        "The loop runs max_length - 1 times: one step short, one token short of "
+        "max_length for a row that never ends. Use range(max_length)."
+    ),
+    "done": lambda v: (
+        "A finished row starts again: `done = (following == end_id)` forgets the "
+        "rows that ended before. A row stays done once it has produced end_id: "
+        "`done |= following == end_id` (the done flag is or-ed)."
+        if v == "reassigned"
+        else "Rows go on after their end token: once a row has produced end_id, "
+        "append 0 (padding) to it until every row is done."
+    ),
+    "end token": lambda v: (
+        "The end token itself is replaced by 0: write the token the model chose "
+        "(end_id included), then mark the row done, so padding starts at the next "
+        "step (keep the end token)."
+    ),
+    "early stop": lambda v: (
+        "Decoding goes on after every row is done: stop when done.all()."
+    ),
+}
+
+
+def _simulate(answer, rows, start_id, end_id, max_length, steps, done, end, early):
+    output = np.full((rows, 1), start_id, np.int64)
+    finished = np.zeros(rows, bool)
+    for _ in range(max_length + steps):
+        following = np.array([answer(r, output[r]) for r in range(rows)], np.int64)
+        if end == "replaced by 0":
+            finished |= following == end_id
+            following = np.where(finished, 0, following)
+        elif done == "kept":
+            following = np.where(finished, 0, following)
+            finished |= following == end_id
+        elif done == "reassigned":
+            following = np.where(finished, 0, following)
+            finished = following == end_id
+        else:  # never padded
+            finished |= following == end_id
+        output = np.concatenate([output, following[:, None]], axis=1)
+        if early and finished.all():
+            break
+    return output[:, 1:]
+
+
+@diagnoses("check_greedy_decode")
+@_safe
+def _greedy_decode(case, got, expected, wrong):
+    if "ids" not in wrong or "ids" not in got:
+        return None
+    from autograder.checks.transformer import scripted_answers
+
+    kw = case.call_kwargs
+    script = np.asarray(case.options["script"], np.int64)
+    vocab = int(case.options["vocab"])
+    start_id, end_id, max_length = kw["start_id"], kw["end_id"], kw["max_length"]
+    answers = scripted_answers(script, vocab, start_id, end_id)
+
+    def answer(row, prefix):
+        return answers(row, prefix) % vocab
+
+    received = np.asarray(got["ids"], np.float64)
+    width = _specs.greedy_width(case)
+    rows = script.shape[0]
+    names = list(_GREEDY_PIECES)
+    right = {k: v[0] for k, v in _GREEDY_PIECES.items()}
+    matches = []
+    for values in itertools.product(*_GREEDY_PIECES.values()):
+        piece = dict(zip(names, values, strict=True))
+        if piece["end token"] != "written" and piece["done"] != "kept":
+            continue
+        ids = _simulate(answer, rows, start_id, end_id, max_length, *values)
+        if np.array_equal(received, _specs._pad(ids, width)):
+            matches.append(piece)
+    found = Evidence()
+    if matches and right not in matches:
+        changed = [{k: v for k, v in m.items() if v != right[k]} for m in matches]
+        common = set.intersection(*(set(c) for c in changed))
+        found.observed.append(
+            "Your ids are exactly what the loop gives with "
+            + "; or ".join(
+                ", ".join(f"{k}: {v}" for k, v in c.items()) for c in changed[:3]
+            )
+            + "."
+        )
+        for piece in common:
+            values = {c[piece] for c in changed}
+            if len(values) == 1:
+                found.named.append(_GREEDY_WORDS[piece](values.pop()))
+        return found
+    # row by row: the first column that differs, and what the model answered
+    want = np.asarray(expected["ids"], np.float64)
+    for row in range(min(rows, received.shape[0])):
+        bad = np.flatnonzero(received[row] != want[row])
+        if bad.size:
+            column = int(bad[0])
+            found.observed.append(
+                f"Row {row}: the first {column} token(s) are right; column "
+                f"{column} is {int(received[row, column])}, expected "
+                f"{int(want[row, column])}"
+                + (
+                    " (the row had already produced end_id: padding 0 expected)."
+                    if end_id in want[row, :column]
+                    else "."
+                )
+            )
+            break
+    return found
