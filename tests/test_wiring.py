@@ -315,3 +315,27 @@ def test_the_notebook_names_a_part_that_failed_its_own_check(monkeypatch):
     with pytest.raises(Exception) as failed:
         seq2seq_checks.check_luong_attention(module.LuongAttention)
     assert "calls your `masked_softmax` (check_masked_softmax)" in str(failed.value)
+
+
+def test_a_part_that_crashes_inside_a_layer_is_named(monkeypatch):
+    """A part that fails on what the layer gives it: the layer cannot be
+    judged apart from it, and the message says which part failed."""
+    module = student(
+        "A1",
+        [
+            (
+                "    if len(mask.shape) == len(scores.shape) - 1:\n"
+                "        mask = ops.expand_dims(mask, -2)\n",
+                "    mask = ops.reshape(mask, ops.shape(scores))\n",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        seq2seq_checks.check_luong_attention,
+        "check_luong_attention",
+        module.LuongAttention,
+    )
+    assert not passed
+    assert "inside your `masked_softmax`, which `LuongAttention` calls" in message
+    assert "check_masked_softmax" in message

@@ -287,7 +287,47 @@ def _student_error(what, error):
     shapes of the arrays the failing line works on."""
     return CheckFailed(
         f"{what} raised {type(error).__name__}: {_error_text(error)}"
-        f"{_student_location(error)}{_operand_shapes(error)}"
+        f"{_student_location(error)}{_operand_shapes(error)}{_inside_part(error)}"
+    )
+
+
+def _owner(frame):
+    """`LayerName` for a method's frame, `function` for a plain function's."""
+    this = frame.f_locals.get("self")
+    if this is not None and frame.f_code.co_name in ("call", "build", "__init__"):
+        return type(this).__name__
+    if this is not None:
+        return f"{type(this).__name__}.{frame.f_code.co_name}"
+    return frame.f_code.co_name
+
+
+def _inside_part(error):
+    """When the failing line is inside another part of the student's own (a
+    function or layer the checked code calls: their `masked_softmax` inside
+    their attention), say so: the composite cannot be judged until the part
+    runs, and the part's own exercise is the one to fix first."""
+    frames = [
+        frame
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+        if "site-packages" not in frame.f_code.co_filename
+        and "/autograder/" not in frame.f_code.co_filename
+        and not frame.f_code.co_filename.startswith("<frozen")
+    ]
+    if len(frames) < 2:
+        return ""
+    outer, inner = _owner(frames[0]), _owner(frames[-1])
+    if inner == outer or inner.split(".")[0] == outer.split(".")[0]:
+        return ""
+    if inner.startswith("<") or outer.startswith("<"):
+        return ""
+    snake = "".join(
+        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(inner)
+    )
+    return (
+        f"\nThe error is inside your `{inner}`, which `{outer}` calls: this "
+        f"layer cannot be judged until `{inner}` runs on what it receives here "
+        f"(see the shapes above). If check_{snake} fails too, fix that "
+        "exercise first; if it passes, look at what this layer passes to it."
     )
 
 
