@@ -82,15 +82,22 @@ class _Fit:
     formula it has (`{stage: deviation text}`); which reproduce an output.
 
     The computations are evaluated lazily, those with the fewest deviations
-    first, and only the first of each distinct result is kept, so that two
-    ways of writing the same numbers do not count as two readings (the one
-    with fewer deviations stands for both)."""
+    first; a result already given by fewer deviations is not kept, so that a
+    longer way of writing the same numbers does not count as another reading.
+    Two readings with as many deviations that give the same numbers are both
+    kept: the output cannot tell them apart, and `_common` names neither."""
+
+    #: Computations with more deviations than this are not tried: a reading
+    #: needs a few changes to the formula, not a rewrite.
+    LIMIT = 3
 
     def __init__(self):
         self.pending = []
         self._entries = None
 
     def add(self, deviations, compute):
+        if len(deviations) > self.LIMIT:
+            return
         self.pending.append((dict(deviations), compute))
         self._entries = None
 
@@ -101,7 +108,7 @@ class _Fit:
     @property
     def entries(self):
         if self._entries is None:
-            entries, seen = [], set()
+            entries, seen = [], {}
             for deviations, compute in sorted(self.pending, key=lambda p: len(p[0])):
                 try:
                     value = _arr(compute() if callable(compute) else compute)
@@ -110,9 +117,9 @@ class _Fit:
                 if not np.isfinite(value).all():
                     continue
                 key = (value.shape, np.round(value, 9).tobytes())
-                if key in seen:
-                    continue
-                seen.add(key)
+                if key in seen and seen[key] < len(deviations):
+                    continue  # a longer way of writing the same numbers
+                seen.setdefault(key, len(deviations))
                 entries.append((deviations, value))
             self._entries = entries
         return self._entries
@@ -317,20 +324,37 @@ def _with_transposed(fit, deviations, compute):
     fit.add({**deviations, "T": _TRANSPOSED_TEXT}, lambda: _transposed(compute()))
 
 
+def _scalings(fit, right, sizes, score):
+    """The score divided or multiplied by a size of the case or its root."""
+    for size, label in sizes.items():
+        if size < 2:
+            continue
+        for value, words in ((math.sqrt(size), f"sqrt({size})"), (size, f"{size}")):
+            for op, verb in ((np.divide, "divided"), (np.multiply, "multiplied")):
+                text = (
+                    f"Your scores are {verb} by {words} ({label} = {size}): "
+                    f"{score} is not scaled."
+                )
+                if verb == "divided" and words.startswith("sqrt"):
+                    text += " (Dividing by sqrt(d) is the Transformer's scaling.)"
+                _with_transposed(
+                    fit,
+                    {"scale": text},
+                    lambda op=op, value=value: op(right(), value),
+                )
+
+
 @diagnoses("check_dot_score")
 @_safe
 def _dot_score(case, got, expected, wrong):
     q, k = _arr(case.inputs["query"]), _arr(case.inputs["keys"])
     fit = _Fit()
     _with_transposed(fit, {}, lambda: q @ _transposed(k))
-    d = q.shape[-1]
-    _with_transposed(
+    _scalings(
         fit,
-        {
-            "scale": f"Your scores are divided by sqrt({d}) (the Transformer's "
-            "scaling): Luong's dot score s_t . h_i is not scaled."
-        },
-        lambda: q @ _transposed(k) / math.sqrt(d),
+        lambda: q @ _transposed(k),
+        {q.shape[-1]: "d"},
+        "Luong's dot score s_t . h_i",
     )
     _with_transposed(
         fit,
@@ -360,16 +384,12 @@ def _general_score(case, got, expected, wrong):
     fit = _Fit()
     right = lambda: q @ _transposed(k @ W)  # noqa: E731
     _with_transposed(fit, {}, right)
-    for size, label in ((q.shape[-1], "d_q"), (k.shape[-1], "d_k")):
-        _with_transposed(
-            fit,
-            {
-                "scale": f"Your scores are divided by sqrt({size}) (sqrt({label}), "
-                "the Transformer's scaling): Luong's general score "
-                "s_t . (W_a h_i) is not scaled."
-            },
-            lambda size=size: right() / math.sqrt(size),
-        )
+    _scalings(
+        fit,
+        right,
+        {q.shape[-1]: "d_q", k.shape[-1]: "d_k"},
+        "Luong's general score s_t . (W_a h_i)",
+    )
     unused = (
         "`W_a` is not used: your scores are the dot score s_t . h_i; the general "
         "score is s_t . (W_a h_i) (`ops.matmul(keys, W_a)` first)."
@@ -475,6 +495,12 @@ _FILL_ZERO = (
     "negative number (-1e9) with `ops.where(mask, scores, -1e9)` instead of "
     "multiplying."
 )
+_SMALL_FILLS = (-1.0, -10.0, -100.0, -1000.0, -1e4)
+_FILL_SMALL = (
+    "Your padded scores are filled with {c:g}, which is not negative enough: "
+    "where the real scores are lower, the padded keys still get weight. Fill "
+    "with a large negative number (-1e9)."
+)
 _FILL_NONE = (
     "The softmax runs over every key and the padded weights are zeroed only "
     "afterwards, so the real keys' weights no longer sum to 1. Fill the padded "
@@ -518,7 +544,10 @@ _AXIS = (
 def _masks(mask, scores):
     """(deviations, mask as the student's code could have shaped it)."""
     mask = np.asarray(mask, bool)
-    options = [({}, M.key_mask(mask, scores))]
+    try:
+        options = [({}, M.key_mask(mask, scores))]
+    except ValueError:  # scores of another shape than the mask's
+        return []
     options.append(({"mask": _INVERTED}, ~M.key_mask(mask, scores)))
     if mask.ndim == scores.ndim - 1:
         for text, shaped in (
@@ -541,11 +570,13 @@ def _softmax_family(fit, scores, mask, base=None):
             fit.add({**base, **axis_dev}, lambda axis=axis: M.softmax(scores, axis))
             continue
         for mask_dev, m in _masks(mask, scores):
-            for fill, fill_dev in (
+            fills = [
                 (M.NEG, {}),
                 (0.0, {"fill": _FILL_ZERO}),
                 (None, {"fill": _FILL_NONE}),
-            ):
+            ]
+            fills += [(c, {"fill": _FILL_SMALL.format(c=c)}) for c in _SMALL_FILLS]
+            for fill, fill_dev in fills:
                 for zero, zero_dev in ((True, {}), (False, {"zero": _NO_ZERO})):
                     if fill is None and not zero:
                         continue  # that is no mask at all, below
