@@ -339,3 +339,28 @@ def test_a_part_that_crashes_inside_a_layer_is_named(monkeypatch):
     assert not passed
     assert "inside your `masked_softmax`, which `LuongAttention` calls" in message
     assert "check_masked_softmax" in message
+
+
+SWAPPED_ENCODING = (
+    "np.where(i % 2 == 0, np.sin(angles), np.cos(angles))",
+    "np.where(i % 2 == 0, np.cos(angles), np.sin(angles))",
+)
+
+
+@pytest.mark.parametrize(
+    "check_name, layer",
+    [
+        ("check_positional_embedding", "PositionalEmbedding"),
+        ("check_encoder", "Encoder"),
+        ("check_decoder", "Decoder"),
+    ],
+)
+def test_layers_on_a_wrong_positional_encoding_get_their_points(
+    monkeypatch, check_name, layer
+):
+    """The encoding is made once in `__init__` for `max_length` positions and
+    sliced: the tap of that call stands for every shorter encoding."""
+    module, check = _a3(check_name, SWAPPED_ENCODING)
+    passed, note = grade(monkeypatch, check, check_name, getattr(module, layer))
+    assert passed, note
+    assert "wired right" in note

@@ -224,10 +224,18 @@ def _tapped(name, function, recorder):
 
 
 @contextlib.contextmanager
-def recording(layer, cls=None):
+def recording(layer, cls=None, seed=None):
     """Record the calls `layer` makes to its sublayers and to the notebook's
-    functions until the block ends; yields the recorder (`.arrays`)."""
-    recorder = _Recorder(_layer_paths(layer))
+    functions until the block ends; yields the recorder (`.arrays`).
+
+    `layer=None` records the notebook's functions only (while the layer is
+    made: `PositionalEmbedding` computes its encoding in `__init__`);
+    `seed`, such a recorder, whose calls come first."""
+    recorder = _Recorder({} if layer is None else _layer_paths(layer))
+    if seed is not None:
+        recorder.counts = dict(seed.counts)
+        recorder.arrays = dict(seed.arrays)
+        recorder.calls = seed.calls
     LAST_PARTS.clear()
     module, functions = _student_functions(cls or type(layer))
     replaced = {}

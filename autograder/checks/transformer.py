@@ -245,8 +245,9 @@ class _ModelProbe(LayerProbe):
     def __call__(self, case, index):
         from autograder.checks import taps
 
-        model = self.build(self.cls, case)
-        with taps.recording(model, self.cls) as recorder:
+        with taps.recording(None, self.cls) as made:
+            model = self.build(self.cls, case)
+        with taps.recording(model, self.cls, seed=made) as recorder:
             outputs = self.run(model, case)
         if index == 1:
             config_round_trip(self.cls.__name__, model, self.round_trip)

@@ -83,6 +83,8 @@ class Part:
     output: object
     label: str
     masks: tuple = ("mask",)
+    #: optional `(call, wanted) -> bool` instead of equal inputs
+    match: object = None
 
 
 class _Unmatched(Exception):
@@ -152,6 +154,8 @@ def _arguments(call, names):
 
 
 def _matches(part, call, wanted):
+    if part.match is not None:
+        return part.match(call, wanted)
     if call.get("training") is not None and float(call["training"]) != 0:
         return False
     got = _arguments(call, list(wanted))
@@ -512,6 +516,28 @@ def _composites():
         masks=("context_mask",),
     )
 
+    def longer_encoding(call, wanted):
+        """An encoding made once for `max_length` positions and sliced."""
+        got = _arguments(call, list(wanted))
+        length, depth = got.get("length"), got.get("depth")
+        out = call.get("out")
+        if length is None or depth is None or out is None or np.ndim(out) != 2:
+            return False
+        return (
+            int(depth) == int(wanted["depth"])
+            and int(length) >= int(wanted["length"])
+            and np.shape(out)[0] >= int(wanted["length"])
+        )
+
+    encoding_part = Part(
+        function="positional_encoding",
+        taps=lambda args: ["positional_encoding"],
+        inputs=lambda a, k: {"length": a[0], "depth": a[1]},
+        output=lambda call, a: np.asarray(call["out"])[: int(a[0])],
+        label="`positional_encoding` (its own exercise, check_positional_encoding)",
+        match=longer_encoding,
+    )
+
     def formula(check):
         return judge.spec(check).formula
 
@@ -536,6 +562,12 @@ def _composites():
             [sdpa_part],
             formula("check_multi_head_attention"),
             "`MultiHeadAttention`",
+        ),
+        "check_positional_embedding": Composite(
+            T,
+            [encoding_part],
+            formula("check_positional_embedding"),
+            "`PositionalEmbedding`",
         ),
         "check_encoder_layer": Composite(
             T,
