@@ -82,6 +82,7 @@ def _fmt(value):
 
 # ------------------------------------------------------- positional encoding
 
+
 #: How the sines and cosines are laid out over the dimensions:
 #: name -> (function of column j -> ("sin" | "cos", index of its angle)).
 def _layouts(depth):
@@ -229,7 +230,7 @@ def _positional_encoding(case, got, expected, wrong):
     # under several)
     tied = [f for f in fits if f[0] <= max(best[0] * 3, _TIGHT)]
     pieces = []
-    for error, layout, index, offset, base in tied:
+    for _, layout, index, offset, base in tied:
         changed = []
         if layout != "interleaved":
             changed.append(("layout", layout))
@@ -250,8 +251,10 @@ def _positional_encoding(case, got, expected, wrong):
         + ("2 * (i // 2)" if index == "pair" else "i")
         + f" / d), positions from {offset}, and base {base:.5g}"
     )
-    found.observed.append(described + " (expected: interleaved, 2 * (i // 2) / d, "
-                          "positions from 0, base 10000).")
+    found.observed.append(
+        described + " (expected: interleaved, 2 * (i // 2) / d, "
+        "positions from 0, base 10000)."
+    )
     if "offset" in changed:
         found.named.append(
             f"Positions start at {offset}, not 0: row p must hold position p "
@@ -339,7 +342,7 @@ def _positional_embedding(case, got, expected, wrong):
     if name is None or name not in got:
         return found
     received = np.asarray(got[name], np.float64)
-    if received.shape != tokens.shape + (d,):
+    if received.shape != (*tokens.shape, d):
         return found
     x = table[tokens]
     pe = np.broadcast_to(M.positional_encoding(tokens.shape[-1], d)[None], x.shape)
@@ -390,9 +393,7 @@ def _positional_embedding(case, got, expected, wrong):
     if not np.allclose(rest, rest[:1], atol=1e-4):
         real = tokens != 0
         if _fits(received, np.where(real[..., None], expected[name], 0.0)):
-            found.observed.append(
-                f"`{name}` is right on real tokens and 0 at padding."
-            )
+            found.observed.append(f"`{name}` is right on real tokens and 0 at padding.")
             found.named.append(
                 "The output is zeroed at padding (multiplied by the mask): keep the "
                 "embedding there; the padding travels as the Keras mask "
@@ -450,9 +451,9 @@ def _erf(x):
 _ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
     "gelu": lambda z: 0.5 * z * (1.0 + _erf(z / math.sqrt(2.0))),
-    "gelu (tanh approximation)": lambda z: 0.5
-    * z
-    * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3))),
+    "gelu (tanh approximation)": lambda z: (
+        0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (z + 0.044715 * z**3)))
+    ),
     "identity (no activation)": lambda z: z,
     "tanh": np.tanh,
     "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
@@ -461,8 +462,10 @@ _ACTIVATIONS = {
     "leaky_relu": lambda z: np.where(z > 0, z, 0.2 * z),
     "softplus": lambda z: np.logaddexp(0.0, z),
     "relu6": lambda z: np.clip(z, 0.0, 6.0),
-    "selu": lambda z: 1.0507009873554805
-    * np.where(z > 0, z, 1.6732632423543772 * np.expm1(np.minimum(z, 0.0))),
+    "selu": lambda z: (
+        1.0507009873554805
+        * np.where(z > 0, z, 1.6732632423543772 * np.expm1(np.minimum(z, 0.0)))
+    ),
 }
 
 
@@ -487,9 +490,7 @@ def _feed_forward(case, got, expected, wrong):
     if received.shape != np.shape(expected.get(name, received)):
         return None
     found = Evidence()
-    matches = [
-        (f, g) for f, g, out in _ffn_structures(x, w) if _fits(received, out)
-    ]
+    matches = [(f, g) for f, g, out in _ffn_structures(x, w) if _fits(received, out)]
     families = {(f.split()[0], g) for f, g in matches}
     if len(families) == 1:
         f, g = matches[0]
@@ -511,7 +512,7 @@ def _feed_forward(case, got, expected, wrong):
             )
         return found
     # the student's hidden layer, when a tap recorded it
-    taps = _hidden_taps(got, x.shape[:-1] + (w["W_1"].shape[1],))
+    taps = _hidden_taps(got, (*x.shape[:-1], w["W_1"].shape[1]))
     inner = x @ w["W_1"] + w["b_1"]
     for tap in taps:
         fits = [f for f, act in _ACTIVATIONS.items() if _fits(tap, act(inner))]
@@ -536,9 +537,9 @@ def _feed_forward(case, got, expected, wrong):
 def _hidden_taps(got, shape):
     found = []
     for key, value in got.items():
-        if isinstance(key, str) and key.startswith("tap:") and key.endswith(":out"):
-            if np.shape(value) == shape:
-                found.append(np.asarray(value, np.float64))
+        tap = isinstance(key, str) and key.startswith("tap:") and key.endswith(":out")
+        if tap and np.shape(value) == shape:
+            found.append(np.asarray(value, np.float64))
     return found
 
 
@@ -663,8 +664,7 @@ def _add_norm(case, got, expected, wrong):
             "the output is LayerNorm(x + Dropout(y)) alone.",
             "LayerNorm(x + y) + y": "y is added again after the norm; the output is "
             "LayerNorm(x + Dropout(y)) alone.",
-            "LayerNorm(x - y)": "y is subtracted: the residual sum is x + "
-            "Dropout(y).",
+            "LayerNorm(x - y)": "y is subtracted: the residual sum is x + Dropout(y).",
             "LayerNorm(x * y)": "x and y are multiplied: the residual is a sum, "
             "LayerNorm(x + Dropout(y)).",
         }
@@ -712,7 +712,9 @@ def _schedule(steps, d, warmup, d_power, decay_power, warmup_power, offset, comb
         decay = np.where(s > 0, s, np.nan) ** decay_power
         decay = np.where(s > 0, decay, np.inf if decay_power < 0 else 0.0)
         rise = s * float(warmup) ** warmup_power
-        rate = np.minimum(decay, rise) if combine == "minimum" else np.maximum(decay, rise)
+        rate = (
+            np.minimum(decay, rise) if combine == "minimum" else np.maximum(decay, rise)
+        )
     return rate * float(d) ** d_power
 
 
@@ -736,8 +738,7 @@ _SCHEDULE_WORDS = {
         "so both terms meet at step = warmup."
     ),
     "offset": lambda v: (
-        "Steps are counted from 0 (s = step): the formula counts from 1, "
-        "s = step + 1."
+        "Steps are counted from 0 (s = step): the formula counts from 1, s = step + 1."
         if v == 0.0
         else f"s = step + {v:g}; the formula uses s = step + 1."
     ),
@@ -794,9 +795,7 @@ def _warmup_schedule(case, got, expected, wrong):
         return None
     explanations = _schedule_explanations(steps, d, warmup, received)
     right = {k: v[0] for k, v in _SCHEDULE_PIECES.items()}
-    changed = [
-        {k: v for k, v in e.items() if v != right[k]} for e in explanations
-    ]
+    changed = [{k: v for k, v in e.items() if v != right[k]} for e in explanations]
     changed = [c for c in changed if c]
     if changed:
         pieces = set.intersection(*(set(c) for c in changed))
@@ -804,8 +803,10 @@ def _warmup_schedule(case, got, expected, wrong):
             "Your rates are reproduced exactly by d_model^a * combine(s^k1, s * "
             "warmup^k2), s = step + o, with "
             + "; or ".join(
-                ", ".join(f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}"
-                          for k, v in c.items())
+                ", ".join(
+                    f"{k} {v:g}" if not isinstance(v, str) else f"{k} {v}"
+                    for k, v in c.items()
+                )
                 for c in changed[:3]
             )
             + " (expected: a = -0.5, k1 = -0.5, k2 = -1.5, o = 1, minimum)."
@@ -816,8 +817,8 @@ def _warmup_schedule(case, got, expected, wrong):
                 found.named.append(_SCHEDULE_WORDS[piece](values.pop()))
             elif piece == "decay_power":
                 found.named.append(
-                    "The decay term is wrong (it never becomes the smaller one): it should "
-                    "be step ** -0.5 (ops.rsqrt(s)), "
+                    "The decay term is wrong (it never becomes the smaller one): "
+                    "it should be step ** -0.5 (ops.rsqrt(s)), "
                     "which falls below the warm-up term after the warm-up."
                 )
         return found
@@ -851,10 +852,15 @@ def _log_probabilities(logits):
     """How the log-probabilities may be taken: name -> (B, T, V)."""
     keras_eps = 1e-7
     normalised = logits / logits.sum(-1, keepdims=True)
+    clipped = np.clip(logits, keras_eps, 1 - keras_eps)
     return {
         "from logits": _log_softmax(logits),
         "from_logits=False on logits": np.log(
             np.clip(normalised, keras_eps, 1 - keras_eps)
+        ),
+        # the sparse loss clips first, then normalises (through a softmax)
+        "from_logits=False on logits (sparse)": np.log(
+            clipped / clipped.sum(-1, keepdims=True)
         ),
         "softmax taken twice": _log_softmax(np.exp(_log_softmax(logits))),
         "log of the logits": np.log(np.clip(logits, keras_eps, None)),
@@ -899,6 +905,9 @@ _LOSS_WORDS = {
         "from_logits=False on logits": "The loss treats the logits as "
         "probabilities (from_logits=False): the model returns logits, so use "
         "categorical_crossentropy(..., from_logits=True).",
+        "from_logits=False on logits (sparse)": "The loss treats the logits as "
+        "probabilities (from_logits=False, the default): the model returns "
+        "logits, so pass from_logits=True.",
         "softmax taken twice": "The softmax is applied twice (a softmax on the "
         "logits, then a loss from_logits=True): pass the logits themselves.",
         "log of the logits": "The log is taken of the logits themselves: the "
@@ -954,7 +963,8 @@ def _masked_loss(case, got, expected, wrong):
         received = float(np.asarray(got["accuracy"]).reshape(-1)[0])
         hits = logits.argmax(-1) == labels
         options = {
-            "hits on real tokens / real tokens": (hits & real).sum() / max(real.sum(), 1),
+            "hits on real tokens / real tokens": (hits & real).sum()
+            / max(real.sum(), 1),
             "hits anywhere / every position": hits.mean(),
             "hits anywhere / real tokens": hits.sum() / max(real.sum(), 1),
             "hits on real tokens / every position": (hits & real).sum() / hits.size,
@@ -998,7 +1008,7 @@ _GREEDY_PIECES = {
     "steps": (0, -1),  # max_length + steps iterations
     "done": ("kept", "reassigned", "never set"),  # done |= ..., done = ..., no padding
     "end token": ("written", "replaced by 0"),
-    "early stop": (True, False),
+    "early stop": ("every row done", "any row done", "first row done", "never"),
 }
 
 _GREEDY_WORDS = {
@@ -1021,6 +1031,11 @@ _GREEDY_WORDS = {
     ),
     "early stop": lambda v: (
         "Decoding goes on after every row is done: stop when done.all()."
+        if v == "never"
+        else "Decoding stops as soon as "
+        + ("any row" if v.startswith("any") else "the first row")
+        + " ends; the batch stops when every row has produced end_id "
+        "(`if done.all(): break`)."
     ),
 }
 
@@ -1042,7 +1057,11 @@ def _simulate(answer, rows, start_id, end_id, max_length, steps, done, end, earl
         else:  # never padded
             finished |= following == end_id
         output = np.concatenate([output, following[:, None]], axis=1)
-        if early and finished.all():
+        if early == "every row done" and finished.all():
+            break
+        if early == "any row done" and finished.any():
+            break
+        if early == "first row done" and finished[0]:
             break
     return output[:, 1:]
 
