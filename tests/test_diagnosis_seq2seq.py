@@ -457,3 +457,355 @@ def test_a_diagnosis_writes_no_warnings():
             concat_spec.formula(concat_case),
             ["scores"],
         )
+
+
+# ------------------------------- every hint, and none for another deviation
+
+
+def _case(check_name, which="visible", index=0):
+    return judge.spec(check_name).cases(which)[index]
+
+
+def _square_general():
+    case = _case("check_general_score")
+    rng = np.random.default_rng(3)
+    d = case.inputs["query"].shape[-1]
+    case.inputs["keys"] = rng.standard_normal((2, 5, d))
+    case.weights["W_a"] = rng.standard_normal((d, d)) / np.sqrt(d)
+    return case
+
+
+def _general(case, twice=False, use=True, factor=1.0):
+    q, k, W = case.inputs["query"], case.inputs["keys"], case.weights["W_a"]
+    keys = k @ W if use else k
+    query = q @ W.T if twice else q
+    return {"scores": query @ np.swapaxes(keys, -1, -2) * factor}
+
+
+def _concat_sum(case, axis):
+    q, k = case.inputs["query"], case.inputs["keys"]
+    W1, W2, v = (case.weights[n] for n in ("W_1", "W_2", "v_a"))
+    pre = (q @ W1)[..., :, None, :] + (k @ W2)[..., None, :, :]
+    return {"scores": (np.tanh(pre) * v).sum(axis)}
+
+
+def _concat_other(case, kind):
+    q, k = case.inputs["query"], case.inputs["keys"]
+    W1, W2, v = (case.weights[n] for n in ("W_1", "W_2", "v_a"))
+    a, b = (q @ W1)[..., :, None, :], (k @ W2)[..., None, :, :]
+    if kind == "separate":
+        return {"scores": ((np.tanh(a) + np.tanh(b)) * v).sum(-1)}
+    return {"scores": np.tanh(((a + b) * v).sum(-1))}  # "outside"
+
+
+def _luong(case, weights=None, order=False, bias="in", act=np.tanh, out="softmax"):
+    q, values = case.inputs["query"], case.inputs["values"]
+    W_c, b_c, W_y, b_y = (case.weights[n] for n in ("W_c", "b_c", "W_y", "b_y"))
+    right = judge.spec("check_luong_attention").formula(case)
+    w = right["weights"] if weights is None else weights
+    parts = [q, w @ values] if order else [w @ values, q]
+    pre = np.concatenate(parts, -1) @ W_c
+    state = act(pre + b_c) if bias == "in" else act(pre) + (b_c if bias == "out" else 0)
+    logits = state @ W_y + b_y
+    probs = {
+        "softmax": lambda: M.softmax(logits),
+        "steps": lambda: M.softmax(logits, 1),
+        "log": lambda: np.log(M.softmax(logits)),
+    }[out]()
+    return {**right, "weights": w, "probs": probs, D.PLAIN: probs}
+
+
+def _bahdanau(case, context=None, weights=None):
+    right = judge.spec("check_bahdanau_attention").formula(case)
+    w = right["weights"] if weights is None else weights(case)
+    v = case.inputs["values"]
+    c = (w[..., None] * v).sum(-2) if context is None else context(case, w, v)
+    return {"context": c, "weights": w}
+
+
+def _bahdanau_scores(case, f=np.tanh, inside=False):
+    q, v = case.inputs["query"], case.inputs["values"]
+    W_b, W_c, w_a = (case.weights[n] for n in ("W_b", "W_c", "w_a"))
+    pre = (q @ W_b)[..., None, :] + v @ W_c
+    return (f(pre * w_a) if inside else f(pre) * w_a).sum(-1)
+
+
+def _step(case, state=None, logits=None):
+    right = judge.spec("check_bahdanau_decoder_step").formula(case)
+    W_o, b_o = case.weights["output_kernel"], case.weights["output_bias"]
+    s = right["state"] if state is None else state(case, right)
+    out = s @ W_o + b_o if logits is None else logits(case, right, W_o, b_o)
+    return {**right, "state": s, "logits": out}
+
+
+def _step_zero_cell(case, right):
+    w = case.weights
+    x = w["embeddings"][case.inputs["tokens"]]
+    c = (right["weights"][..., None] * case.inputs["values"]).sum(-2)
+    h = np.zeros_like(case.inputs["state"])
+    return M.gru_cell(
+        np.concatenate([x, c], -1),
+        h,
+        *(w[n] for n in ("kernel", "recurrent_kernel", "bias")),
+    )
+
+
+_SOFT = "check_masked_softmax"
+_LUONG = "check_luong_attention"
+_BAHD = "check_bahdanau_attention"
+_STEP = "check_bahdanau_decoder_step"
+
+#: name -> (check, case, outputs(case), the phrase its hint has and no other
+#: deviation's hint of the same check has)
+EVERY = {
+    "dot softmaxed": (
+        "check_dot_score",
+        lambda: _case("check_dot_score"),
+        lambda c: {
+            "scores": M.softmax(M.dot_score(c.inputs["query"], c.inputs["keys"]))
+        },
+        "softmax over the keys",
+    ),
+    "dot times d": (
+        "check_dot_score",
+        lambda: _case("check_dot_score"),
+        lambda c: {"scores": M.dot_score(c.inputs["query"], c.inputs["keys"]) * 4},
+        "multiplied by 4",
+    ),
+    "dot over sqrt d": (
+        "check_dot_score",
+        lambda: _case("check_dot_score"),
+        lambda c: {"scores": M.dot_score(c.inputs["query"], c.inputs["keys"]) / 2},
+        "divided by sqrt(4)",
+    ),
+    "general unused": (
+        "check_general_score",
+        _square_general,
+        lambda c: _general(c, use=False),
+        "`w_a` is not used",
+    ),
+    "general twice": (
+        "check_general_score",
+        _square_general,
+        lambda c: _general(c, twice=True),
+        "applied twice",
+    ),
+    "general over d_k": (
+        "check_general_score",
+        lambda: _case("check_general_score"),
+        lambda c: _general(c, factor=1 / 6),
+        "divided by 6",
+    ),
+    **{
+        f"concat {name}": (
+            "check_concat_score",
+            lambda: _case("check_concat_score"),
+            lambda c, kw=kw: concat(c, **kw),
+            words,
+        )
+        for name, (kw, words) in CONCAT.items()
+    },
+    "concat sum over keys": (
+        "check_concat_score",
+        lambda: _case("check_concat_score"),
+        lambda c: _concat_sum(c, -2),
+        "sum over the keys",
+    ),
+    "concat separate": (
+        "check_concat_score",
+        lambda: _case("check_concat_score"),
+        lambda c: _concat_other(c, "separate"),
+        "separately",
+    ),
+    "concat tanh outside": (
+        "check_concat_score",
+        lambda: _case("check_concat_score"),
+        lambda c: _concat_other(c, "outside"),
+        "after the sum",
+    ),
+    **{
+        f"softmax {name}": (
+            _SOFT,
+            lambda: _case(_SOFT, index=2),
+            lambda c, kw=kw: softmax(c, **kw),
+            words,
+        )
+        for name, (kw, words) in SOFTMAX.items()
+    },
+    "softmax fill -1": (
+        _SOFT,
+        lambda: _case(_SOFT, index=1),
+        lambda c: softmax(c, fill=-1.0),
+        "filled with -1,",
+    ),
+    "softmax full mask expanded": (
+        _SOFT,
+        lambda: _case(_SOFT, "hidden", 0),
+        lambda c: {
+            "weights": np.where(
+                c.inputs["mask"][:, None],
+                M.softmax(
+                    np.where(c.inputs["mask"][:, None], c.inputs["scores"], M.NEG)
+                ),
+                0.0,
+            )
+        },
+        "full (batch, queries, keys) mask",
+    ),
+    "luong b_c outside": (
+        _LUONG,
+        lambda: _case(_LUONG, index=1),
+        lambda c: _luong(c, bias="out"),
+        "after the tanh",
+    ),
+    "luong b_c missing": (
+        _LUONG,
+        lambda: _case(_LUONG, index=1),
+        lambda c: _luong(c, bias="none"),
+        "`b_c` is missing",
+    ),
+    "luong log": (
+        _LUONG,
+        lambda: _case(_LUONG, index=1),
+        lambda c: _luong(c, out="log"),
+        "log-probabilities",
+    ),
+    "luong steps": (
+        _LUONG,
+        lambda: _case(_LUONG, index=1),
+        lambda c: _luong(c, out="steps"),
+        "axis 1 (the decoder steps)",
+    ),
+    "luong sigmoid state": (
+        _LUONG,
+        lambda: _case(_LUONG, index=1),
+        lambda c: _luong(c, act=M.sigmoid),
+        "sigmoid(",
+    ),
+    "luong context from scores": (
+        _LUONG,
+        lambda: _case(_LUONG, index=0),
+        lambda c: {
+            **_luong(c, weights=M.dot_score(c.inputs["query"], c.inputs["values"])),
+            "weights": judge.spec(_LUONG).formula(c)["weights"],
+        },
+        "raw scores",
+    ),
+    "luong keras mask lost": (
+        _LUONG,
+        lambda: _case(_LUONG, index=2),
+        lambda c: _luong(
+            c, weights=M.softmax(M.dot_score(c.inputs["query"], c.inputs["values"]))
+        ),
+        "keras mask did not reach",
+    ),
+    "bahdanau context over features": (
+        _BAHD,
+        lambda: _case(_BAHD, index=1),
+        lambda c: _bahdanau(c, context=lambda c, w, v: (w[..., None] * v).sum(-1)),
+        "over the features",
+    ),
+    "bahdanau context projected": (
+        _BAHD,
+        lambda: _case(_BAHD, index=1),
+        lambda c: _bahdanau(
+            c, context=lambda c, w, v: (w[..., None] * (v @ c.weights["W_c"])).sum(-2)
+        ),
+        "projected keys",
+    ),
+    "bahdanau context matmul": (
+        _BAHD,
+        lambda: _case(_BAHD, index=1),
+        lambda c: _bahdanau(c, context=lambda c, w, v: np.matmul(w, v)),
+        "treats the weights as one matrix",
+    ),
+    "bahdanau context not summed": (
+        _BAHD,
+        lambda: _case(_BAHD, index=1),
+        lambda c: _bahdanau(c, context=lambda c, w, v: w[..., None] * v),
+        "not summed over the encoder steps",
+    ),
+    "bahdanau relu": (
+        _BAHD,
+        lambda: _case(_BAHD, index=1),
+        lambda c: _bahdanau(
+            c,
+            weights=lambda c: np.where(
+                c.call_kwargs["values_mask"],
+                M.softmax(
+                    np.where(
+                        c.call_kwargs["values_mask"],
+                        _bahdanau_scores(c, f=lambda x: np.maximum(x, 0)),
+                        M.NEG,
+                    )
+                ),
+                0.0,
+            ),
+        ),
+        "relu(",
+    ),
+    "bahdanau w_a inside": (
+        _BAHD,
+        lambda: _case(_BAHD, index=0),
+        lambda c: _bahdanau(
+            c, weights=lambda c: M.softmax(_bahdanau_scores(c, inside=True))
+        ),
+        "inside the tanh",
+    ),
+    "step old state": (
+        _STEP,
+        lambda: _case(_STEP),
+        lambda c: _step(c, state=lambda c, r: c.inputs["state"]),
+        "old state",
+    ),
+    "step cell from zeros": (
+        _STEP,
+        lambda: _case(_STEP),
+        lambda c: _step(c, state=_step_zero_cell),
+        "starts from zeros",
+    ),
+    "step logits without bias": (
+        _STEP,
+        lambda: _case(_STEP),
+        lambda c: _step(c, logits=lambda c, r, W, b: r["state"] @ W),
+        "bias is missing",
+    ),
+    "step logits through tanh": (
+        _STEP,
+        lambda: _case(_STEP),
+        lambda c: _step(c, logits=lambda c, r, W, b: np.tanh(r["state"] @ W + b)),
+        "go through a tanh",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def every():
+    """name -> what the judge's diagnosis names for it (lower case)."""
+    named = {}
+    for name, (check, build, outputs, _) in EVERY.items():
+        case = build()
+        named[name] = diagnose(check, case, outputs(case))[0]
+    return named
+
+
+@pytest.mark.parametrize("name", list(EVERY))
+def test_every_hint_for_its_own_deviation_only(every, name):
+    check, _, _, words = EVERY[name]
+    assert words in every[name], (name, every[name])
+    for other, (other_check, _, _, other_words) in EVERY.items():
+        if other != name and other_check == check:
+            assert other_words not in every[name], (name, other, every[name])
+
+
+def test_a_layer_whose_config_forgets_an_argument_is_told_so():
+    spec = judge.spec("check_concat_score")
+    case = spec.cases("visible")[0]
+    expected = spec.expectations([case])[0]["expected"]
+    rebuilt = next(n for n in expected if n.endswith(" after from_config"))
+    got = {**expected, rebuilt: expected[rebuilt] * 0.5}
+    named = " ".join(spec.diagnose(case, got, expected, [rebuilt]).named)
+    assert "get_config()" in named
+    got = {**expected, "scores": expected["scores"] * 0.5}
+    named = " ".join(spec.diagnose(case, got, expected, ["scores"]).named)
+    assert "get_config()" not in named

@@ -597,11 +597,12 @@ def _softmax_family(fit, scores, mask, base=None):
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.ndim == scores.ndim:  # a full mask expanded anyway
-            m = np.expand_dims(mask, -2)
-            fit.add(
-                {**base, "mask": _MASK_FULL_EXPANDED},
-                lambda: np.where(m, M.softmax(np.where(m, scores, M.NEG)), 0.0),
-            )
+            for axis in (-2, 1):
+                m = np.expand_dims(mask, axis)
+                fit.add(
+                    {**base, "mask": _MASK_FULL_EXPANDED},
+                    lambda m=m: np.where(m, M.softmax(np.where(m, scores, M.NEG)), 0.0),
+                )
 
 
 def _all_masked_rows(mask, scores):
