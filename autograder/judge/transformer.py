@@ -559,6 +559,7 @@ register(
                 lengths=[6, 2],
                 keras_mask=True,
             ),
+            _encoder_layer_case("a batch of 1, padded", 1, 5, 612, lengths=[3]),
         ],
         reference=_encoder_layer_reference,
         formula=_encoder_layer_variant(None),
@@ -1100,7 +1101,14 @@ register(
                 400,
                 740,
                 sizes=_schedule_sizes(range(16, 65, 8), (100, 400)),
-            )
+            ),
+            _schedule_case(
+                "the default warm-up: WarmupSchedule(d_model={d_model}), 4000 steps",
+                128,
+                4000,
+                746,
+                {"default_warmup": True},
+            ),
         ],
         hidden=lambda: [
             _schedule_case("the paper's d_model 512, warmup 4000", 512, 4000, 742),
