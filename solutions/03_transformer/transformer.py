@@ -379,7 +379,7 @@ class EncoderLayer(keras.layers.Layer):
 check_encoder_layer(EncoderLayer)
 
 # %% nbgrader={"grade_id": "hidden_encoder_layer", "points": 2}
-"""EncoderLayer: 4 heads with padding; padding as a Keras mask in a functional model (hidden)."""
+"""EncoderLayer: 4 heads with padding; padding as a Keras mask in a functional model; a batch of 1 (hidden)."""
 ### BEGIN HIDDEN TESTS
 check_encoder_layer(EncoderLayer, cases="hidden")
 ### END HIDDEN TESTS
@@ -718,7 +718,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 # %% nbgrader={"grade_id": "test_warmup_schedule", "points": 1}
-"""WarmupSchedule(64, 400) at steps 0 to 10000; rebuilt from its config."""
+"""WarmupSchedule(64, 400) at steps 0 to 10000, rebuilt from its config; WarmupSchedule(128) with its default 4000 warm-up steps."""
 check_warmup_schedule(WarmupSchedule)
 
 # %% nbgrader={"grade_id": "hidden_warmup_schedule", "points": 1}
