@@ -578,6 +578,15 @@ EVERY = {
         lambda c: {"scores": M.dot_score(c.inputs["query"], c.inputs["keys"]) / 2},
         "divided by sqrt(4)",
     ),
+    "dot keys reshaped": (
+        "check_dot_score",
+        lambda: _case("check_dot_score"),
+        lambda c: {
+            "scores": c.inputs["query"]
+            @ c.inputs["keys"].reshape(2, c.inputs["keys"].shape[-1], -1)
+        },
+        "reshaped",
+    ),
     "general unused": (
         "check_general_score",
         _square_general,

@@ -18,6 +18,7 @@ message says only what it observed. Nothing here raises: a diagnoser that
 fails returns None (`_safe`).
 """
 
+import contextlib
 import functools
 import itertools
 import math
@@ -313,6 +314,20 @@ def _transposed(value):
     return np.swapaxes(value, -1, -2)
 
 
+def _reshaped(value):
+    """What `ops.reshape` to the transposed shape gives: the same numbers in
+    their order, not the transpose."""
+    shape = (*value.shape[:-2], value.shape[-1], value.shape[-2])
+    return np.reshape(value, shape)
+
+
+_RESHAPED = (
+    "The keys are reshaped to (..., d, T_k) instead of transposed: `reshape` "
+    "keeps the numbers in their order, it does not move axes. Use "
+    "`ops.swapaxes(keys, -1, -2)`."
+)
+
+
 _TRANSPOSED_TEXT = (
     "Your scores are transposed: (batch, keys, queries) instead of "
     "(batch, queries, keys)."
@@ -356,6 +371,7 @@ def _dot_score(case, got, expected, wrong):
         {q.shape[-1]: "d"},
         "Luong's dot score s_t . h_i",
     )
+    _with_transposed(fit, {"reshape": _RESHAPED}, lambda: q @ _reshaped(k))
     _with_transposed(
         fit,
         {
@@ -395,6 +411,11 @@ def _general_score(case, got, expected, wrong):
         "score is s_t . (W_a h_i) (`ops.matmul(keys, W_a)` first)."
     )
     _with_transposed(fit, {"W_a": unused}, lambda: q @ _transposed(k))
+    _with_transposed(
+        fit,
+        {"reshape": _RESHAPED.replace("The keys are", "W_a h is")},
+        lambda: q @ _reshaped(k @ W),
+    )
     twice = (
         "`W_a` is applied twice (to the keys and to the queries); the general "
         "score is s_t . (W_a h_i), `W_a` once, on the keys."
@@ -735,6 +756,13 @@ def _luong_weights_fit(case):
             "is not scaled."
         },
     )
+    with contextlib.suppress(ValueError):  # another shape than the mask's
+        _softmax_family(
+            fit,
+            q @ _reshaped(values),
+            mask,
+            {"reshape": _RESHAPED.replace("keys", "values")},
+        )
     if mask is not None:
         _softmax_family(
             fit,
