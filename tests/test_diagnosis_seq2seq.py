@@ -818,3 +818,15 @@ def test_a_layer_whose_config_forgets_an_argument_is_told_so():
     got = {**expected, "scores": expected["scores"] * 0.5}
     named = " ".join(spec.diagnose(case, got, expected, ["scores"]).named)
     assert "get_config()" not in named
+
+
+def test_outputs_returned_in_each_others_place():
+    spec = judge.spec("check_bahdanau_decoder_step")
+    case = spec.cases("visible")[0]
+    right = spec.formula(case)
+    got = {**right, "logits": right["state"], "state": right["logits"]}
+    named = " ".join(spec.diagnose(case, got, right, ["logits", "state"]).named)
+    assert "wrong order: return logits, state, weights" in named
+    got = {**right, "state": case.inputs["state"]}  # another mistake
+    named = " ".join(spec.diagnose(case, got, right, ["state"]).named)
+    assert "wrong order" not in named

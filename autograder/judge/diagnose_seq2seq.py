@@ -238,6 +238,21 @@ def _round_trip(case, got, expected, wrong):
     )
 
 
+def _swapped_outputs(got, expected, order):
+    """Two outputs returned in each other's place."""
+    main = [n for n in order if n in expected and n in got]
+    for a, b in itertools.combinations(main, 2):
+        if _same(got[a], expected[b]) and _same(got[b], expected[a]):
+            return Evidence(
+                observed=[f"Your `{a}` is the expected `{b}`, and the reverse."],
+                named=[
+                    f"The outputs are returned in the wrong order: return "
+                    f"{', '.join(order)}, in that order."
+                ],
+            )
+    return None
+
+
 def _constant_along(value, axis):
     """Whether `value` does not change along `axis` (and the axis has > 1)."""
     value = _arr(value)
@@ -872,6 +887,9 @@ def _luong_probs_fit(case, weights, scores):
 @diagnoses("check_luong_attention")
 @_safe
 def _luong(case, got, expected, wrong):
+    swapped = _swapped_outputs(got, expected, ("probs", "weights"))
+    if swapped:
+        return swapped
     evidence = Evidence()
     weights = _got(got, "weights")
     right_weights = _arr(expected["weights"])
@@ -1051,6 +1069,9 @@ def _context_fit(weights, values, W_c, scores=None):
 @diagnoses("check_bahdanau_attention")
 @_safe
 def _bahdanau(case, got, expected, wrong):
+    swapped = _swapped_outputs(got, expected, ("context", "weights"))
+    if swapped:
+        return swapped
     evidence = Evidence()
     query, values = _arr(case.inputs["query"]), _arr(case.inputs["values"])
     mask = case.call_kwargs.get("values_mask")
@@ -1114,6 +1135,9 @@ _OLD_STATE = (
 @diagnoses("check_bahdanau_decoder_step")
 @_safe
 def _decoder_step(case, got, expected, wrong):
+    swapped = _swapped_outputs(got, expected, ("logits", "state", "weights"))
+    if swapped:
+        return swapped
     evidence = Evidence()
     w, tokens, state, values, mask = _step_parts(case)
     x = w["embeddings"][tokens]
