@@ -37,7 +37,7 @@ from autograder.judge.attention import combined
 
 NEG = -1e9
 _RTOL = _ATOL = 5e-3
-_SDPA_TAP = "tap:scaled_dot_product_attention#0:"
+_SDPA_TAP = "tap:scaled_dot_product_attention#"
 
 
 # ----------------------------------------------------------------- helpers
@@ -279,7 +279,20 @@ def _describe_fit(
                 "of 0, not a large negative one: use "
                 "`ops.where(mask, scores, -1e9)` before the softmax.",
             ),
-            "none": ("The mask does not reach your scores.", ""),
+            "none": (
+                "The mask does not reach your scores."
+                + (
+                    " Your masked weights are zero, but the softmax was taken "
+                    "over every key, so the others do not sum to 1."
+                    if _agree(found, "zero") is True
+                    else ""
+                ),
+                "The mask is applied only after the softmax: put -1e9 in the "
+                "masked scores before the softmax (and zero the masked weights "
+                "after it)."
+                if _agree(found, "zero") is True
+                else "",
+            ),
             "plus": ("Your masked scores got +1e9 (the weight goes to them).", ""),
             "inverted": ("Your mask is used inverted (True taken as masked).", ""),
         }
@@ -641,8 +654,11 @@ class _MHA:
         self.b, self.t = self.query.shape[:2]
         self.s = self.value.shape[1]
 
-    def project(self, which, source=None, bias=True, split="right", x=None):
-        W, bname = self.w[f"W_{which}"], f"b_{which}"
+    def project(
+        self, which, source=None, bias=True, split="right", x=None, weight=None
+    ):
+        weight = weight or which
+        W, bname = self.w[f"W_{weight}"], f"b_{weight}"
         if x is None:
             x = {"query": self.query, "key": self.key, "value": self.value}[source]
         if x.shape[-1] != W.shape[0]:
@@ -650,7 +666,7 @@ class _MHA:
         flat = x @ W.reshape(W.shape[0], -1)
         if bias:
             flat = flat + self.w[bname].reshape(-1)
-        size = self.dk if which != "v" else self.dv
+        size = W.shape[-1]
         return _split(flat, self.h, size, split)
 
     def head_mask(self, mask="right"):
@@ -681,10 +697,14 @@ class _MHA:
         fill="where",
         axis=-1,
         post=1.0,
+        q_w=None,
+        k_w=None,
+        v_w=None,
+        o_bias_times=1.0,
     ):
-        q = self.project("q", q_src, q_bias, split)
-        k = self.project("k", k_src, k_bias, split)
-        v = self.project("v", v_src, v_bias, split)
+        q = self.project("q", q_src, q_bias, split, weight=q_w)
+        k = self.project("k", k_src, k_bias, split, weight=k_w)
+        v = self.project("v", v_src, v_bias, split, weight=v_w)
         if q is None or k is None or v is None:
             return None
         if isinstance(mask, np.ndarray):
@@ -704,7 +724,7 @@ class _MHA:
         W_o = self.w["W_o"]
         out = merged @ W_o.reshape(-1, W_o.shape[-1])
         if o_bias:
-            out = out + self.w["b_o"]
+            out = out + o_bias_times * self.w["b_o"]
         return out, weights
 
     def sizes(self):
@@ -890,6 +910,31 @@ def _mha_changes(model):
                     "output" if which == "v" else "weights",
                 )
             )
+    for which in ("q", "k", "v"):
+        for other in ("q", "k", "v"):
+            if other == which:
+                continue
+            label = {"q": "queries", "k": "keys", "v": "values"}[which]
+            changes.append(
+                (
+                    {f"{which}_w": other},
+                    f"Your {label} are projected with W_{other} and b_{other}, "
+                    f"not W_{which} and b_{which}.",
+                    f"The {label} are projected with their own weights W_{which} "
+                    f"and b_{which} (you use W_{other}).",
+                    "output" if which == "v" else "weights",
+                )
+            )
+    if model.h > 1:
+        changes.append(
+            (
+                {"o_bias_times": float(model.h)},
+                f"Your output has b_o added {model.h} times (once per head).",
+                "Add the output bias b_o once, after the heads are merged and "
+                "projected (yours adds it for every head before summing them).",
+                "output",
+            )
+        )
     sizes = model.sizes()
     for factor, words, size in _scales(model.dk, sizes)[1:]:
         hint = ""
@@ -1083,7 +1128,19 @@ def _averaged(found, weights, right, case):
 
 
 def _tap(got, name):
-    value = got.get(_SDPA_TAP + name)
+    """The argument or result `name` of the layer's last call of the
+    student's scaled_dot_product_attention (the checked call comes last: a
+    call made while the layer was built, before its weights were given, may
+    come first)."""
+    calls = [
+        int(key[len(_SDPA_TAP) :].split(":", 1)[0])
+        for key in got
+        if key.startswith(_SDPA_TAP)
+        and key[len(_SDPA_TAP) :].split(":", 1)[0].isdigit()
+    ]
+    if not calls:
+        return None
+    value = got.get(f"{_SDPA_TAP}{max(calls)}:{name}")
     return None if value is None else np.asarray(value, np.float64)
 
 
@@ -1189,6 +1246,23 @@ def _mha_taps(case, model, got, found):
                         out = out + model.w["b_o"]
                 if _close(np.asarray(output, np.float64), out, _valid(case, "output")):
                     matches.append((merge, w_o, o_bias))
+        residual = np.asarray(output, np.float64) - _merge(out0, "right") @ model.w[
+            "W_o"
+        ].reshape(-1, model.w["W_o"].shape[-1])
+        b_o = model.w["b_o"]
+        if not matches and float(b_o @ b_o) > 1e-12:
+            c = float(np.mean(residual @ b_o) / (b_o @ b_o))
+            if abs(c - 1) > 0.05 and _close(
+                residual, c * np.broadcast_to(b_o, residual.shape)
+            ):
+                found.observed.append(
+                    f"Your output is the right projection plus {c:.3g} times b_o."
+                )
+                if abs(c - model.h) < 0.01 * model.h:
+                    found.named.append(
+                        "Add the output bias b_o once, after the heads are merged "
+                        f"and projected (yours adds it {model.h} times, once per head)."
+                    )
         if len(matches) == 1:
             merge, w_o, o_bias = matches[0]
             if merge == "reshape":
@@ -1221,15 +1295,19 @@ def _which_projection(found, model, name, value):
     for split in ("right", "reshape", "size_first"):
         for source in ("query", "key", "value"):
             for bias in (True, False):
-                if (split, source, bias) == ("right", param, True):
-                    continue
-                x = model.project(which, source, bias, split)
-                if x is not None and x.shape == value.shape and _close(value, x):
-                    candidates.append((split, source, bias))
+                for weight in ("q", "k", "v"):
+                    if (split, source, bias, weight) == ("right", param, True, which):
+                        continue
+                    try:
+                        x = model.project(which, source, bias, split, weight=weight)
+                    except ValueError:  # a size that does not split
+                        continue
+                    if x is not None and x.shape == value.shape and _close(value, x):
+                        candidates.append((split, source, bias, weight))
     scaled = [
-        words
+        words.replace("1/sqrt(d_k)", f"1/sqrt({model.dk}), 1/sqrt(key_dim)")
         for factor, words, _ in _scales(model.dk, model.sizes())
-        if words != "1/sqrt(d_k)" and _close(value, right * factor)
+        if _close(value, right * factor)
     ]
     if scaled and not candidates:
         found.observed.append(
@@ -1276,6 +1354,17 @@ def _which_projection(found, model, name, value):
                 f"The {label} come from the `{param}` tensor: project `{param}` "
                 f"with W_{which} (you project `{sources.pop()}`)."
             )
+    weights_used = {c[3] for c in candidates}
+    if which not in weights_used and len(weights_used) == 1:
+        other = weights_used.pop()
+        found.observed.append(
+            f"The `{name}` your layer passes to your attention is projected with "
+            f"W_{other} and b_{other}, not W_{which} and b_{which}."
+        )
+        found.named.append(
+            f"The {label} are projected with their own weights W_{which} and "
+            f"b_{which} (you use W_{other})."
+        )
     if biases == {False}:
         found.observed.append(
             f"The `{name}` your layer passes to your attention lacks the bias b_{which}."
