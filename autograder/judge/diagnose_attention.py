@@ -938,7 +938,13 @@ def _mha_changes(model):
     sizes = model.sizes()
     for factor, words, size in _scales(model.dk, sizes)[1:]:
         hint = ""
-        if size is not None and size != model.dk:
+        if abs(factor - 1 / model.dk) < 1e-12:
+            hint = (
+                f"Your scores are divided by d_k = {model.dk}, not sqrt(d_k): "
+                "scale once, by 1/sqrt(d_k) (dividing by sqrt(d_k) twice, e.g. "
+                "q beforehand and again in the attention, gives this too)."
+            )
+        elif size is not None and size != model.dk:
             hint = (
                 f"Your scale uses {size} ({'; '.join(sizes[size])}), not "
                 f"key_dim = {model.dk}: d_k is the size of the last axis of q "
