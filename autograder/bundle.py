@@ -55,6 +55,7 @@ STUDENT_MODULES = (
     "checks/__init__.py",
     "checks/attention.py",
     "checks/core.py",
+    "checks/crash.py",
     "checks/evidence.py",
     "checks/integrity.py",
     "checks/layers.py",

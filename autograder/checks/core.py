@@ -287,8 +287,41 @@ def _student_error(what, error):
     shapes of the arrays the failing line works on."""
     return CheckFailed(
         f"{what} raised {type(error).__name__}: {_error_text(error)}"
-        f"{_student_location(error)}{_operand_shapes(error)}{_inside_part(error)}"
+        f"{_student_location(error)}{_operand_shapes(error)}{_shape_error(error)}"
+        f"{_inside_part(error)}"
     )
+
+
+#: The case being run (`observe`): a crash's explanation reads its sizes.
+_CASE = contextvars.ContextVar("autograder_case", default=None)
+
+
+def _shape_error(error):
+    """`Observed:` lines explaining a shape error (`checks.crash`)."""
+    from autograder.checks import crash
+
+    case = _CASE.get()
+    names = _line_names(error)
+    weights, batch, sizes = [], None, set()
+    if case is not None:
+        weights = [(n, np.shape(v)) for n, v in case.weights.items()]
+        arrays = [v for v in case.inputs.values() if np.ndim(v)]
+        if arrays:
+            batch = int(np.shape(arrays[0])[0])
+        for value in [*case.inputs.values(), *case.call_kwargs.values()]:
+            sizes.update(int(d) for d in np.shape(value))
+        sizes.update(
+            int(v)
+            for v in case.init.values()
+            if isinstance(v, int | np.integer) and not isinstance(v, bool)
+        )
+        for _, shape in names:
+            sizes.update(int(d) for d in shape if d is not None)
+    try:
+        lines = crash.explain(_error_text(error), names, weights, batch, sizes)
+    except Exception:  # an explanation must never hide the error itself
+        return ""
+    return "".join(f"\nObserved: {line}" for line in lines)
 
 
 def _owner(frame):
@@ -346,13 +379,31 @@ def _operand_shapes(error):
     ]
     if not frames:
         return ""
+    shapes = [f"`{name}` {dims}" for name, dims in _line_names(error)]
+    return f"\nAt that line: {', '.join(shapes[:8])}." if shapes else ""
+
+
+def _line_names(error):
+    """`[(name, shape)]` of the tensors and arrays the student's failing line
+    names (locals, and attributes of `self` that hold one)."""
+    frames = [
+        (frame, line)
+        for frame, line in traceback.walk_tb(error.__traceback__)
+        if "site-packages" not in frame.f_code.co_filename
+        and "/autograder/" not in frame.f_code.co_filename
+    ]
+    if not frames:
+        return []
     frame, lineno = frames[-1]
     import linecache
 
     text = linecache.getline(frame.f_code.co_filename, lineno, frame.f_globals)
-    shapes = []
+    found = []
+    this = frame.f_locals.get("self")
     for name in dict.fromkeys(_NAME.findall(text)):
         value = frame.f_locals.get(name)
+        if value is None and this is not None and f"self.{name}" in text:
+            value = getattr(this, name, None)
         shape = getattr(value, "shape", None)
         if shape is None or isinstance(value, type):
             continue
@@ -360,8 +411,8 @@ def _operand_shapes(error):
             dims = tuple(None if d is None else int(d) for d in shape)
         except (TypeError, ValueError):
             continue
-        shapes.append(f"`{name}` {dims}")
-    return f"\nAt that line: {', '.join(shapes[:8])}." if shapes else ""
+        found.append((name, dims))
+    return found
 
 
 def check(function):
@@ -505,6 +556,7 @@ def observe(check_name, cases, probe):
     """
     observations = []
     for index, case in enumerate(cases, start=1):
+        token = _CASE.set(case)
         try:
             raw = probe(case, index)
             observed = {
@@ -516,6 +568,8 @@ def observe(check_name, cases, probe):
                 check_name, index, len(cases), case, failure.message, ""
             )
             return observations, CheckFailed(message)
+        finally:
+            _CASE.reset(token)
         observations.append(observed)
     return observations, None
 

@@ -28,6 +28,7 @@ _MODULES = (
     "keras.layers",
     "autograder.checks",
     "autograder.checks.core",
+    "autograder.checks.crash",
     "autograder.checks.layers",
     "autograder.checks.store",
     "autograder.checks.taps",

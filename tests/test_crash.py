@@ -1,0 +1,127 @@
+"""A crash on shapes explained (`autograder.checks.crash`).
+
+The explanation reads the failing operation's operand shapes and the names on
+the failing line: a missing or misplaced size-1 axis, an element-wise product
+where a matrix product belongs, an operand to slice, a full transpose, a
+swapped weight, a size read from the batch axis. A fix is suggested only
+where the shapes admit exactly one; shapes that admit none or several get
+the rule alone.
+"""
+
+import pytest
+
+from autograder.checks import crash
+from autograder.checks import seq2seq as seq2seq_checks
+from tests.test_wiring import grade, student
+
+
+def explain(op, a, b, names=(), weights=(), batch=None, sizes=()):
+    text = f"Incompatible shapes: {list(a)} vs. {list(b)} [Op:{op}]"
+    return "\n".join(crash.explain(text, list(names), list(weights), batch, set(sizes)))
+
+
+def test_a_missing_axis_is_named_with_the_expand_dims_that_adds_it():
+    text = explain(
+        "AddV2",
+        (4, 7, 9),
+        (4, 9),
+        [("h", (4, 7, 9)), ("s", (4, 9))],
+        batch=4,
+        sizes={4, 7, 9},
+    )
+    assert "`s` (4, 9) has an axis missing" in text
+    assert "`ops.expand_dims(s, -2)` gives (4, 1, 9)" in text
+
+
+def test_a_size_one_axis_in_the_wrong_place_is_moved():
+    text = explain(
+        "Mul", (3, 8, 1), (3, 5, 8), [("gate", (3, 8, 1))], batch=3, sizes={3, 5, 8}
+    )
+    assert "size-1 axis in the wrong place" in text
+    assert "position -2, (3, 1, 8)" in text
+
+
+def test_two_positions_for_a_mask_say_which_masks_keys():
+    text = explain(
+        "LogicalAnd", (3, 7), (7, 7), [("pad", (3, 7))], batch=3, sizes={3, 7}
+    )
+    assert "`ops.expand_dims(pad, -2)` makes a mask of keys" in text
+    assert "would mask queries" in text
+
+
+def test_an_elementwise_product_where_a_matrix_product_belongs():
+    text = explain(
+        "Mul", (5, 2, 6), (5, 9, 6), [("a", (5, 2, 6)), ("b", (5, 9, 6))], batch=5
+    )
+    assert "matrix product" in text and "differ only on axis 1" in text
+
+
+def test_a_longer_operand_is_to_be_sliced():
+    text = explain(
+        "AddV2", (3, 4, 6), (1, 500, 6), [("table", (500, 6))], batch=3, sizes={3, 4, 6}
+    )
+    assert "slice it" in text and "[:4]" in text
+    assert "expand_dims" not in text  # no axis makes these broadcast sensibly
+
+
+def test_a_size_from_the_batch_axis():
+    text = explain("LogicalAnd", (4, 1, 9), (4, 4), batch=4, sizes={4, 9})
+    assert "the batch size" in text and "[-1]" in text
+
+
+def test_a_full_transpose_and_a_swapped_weight():
+    text = "\n".join(
+        crash.explain(
+            "In[0] and In[1] must have compatible batch dimensions: [3,2,5] vs. "
+            "[5,4,3] [Op:BatchMatMulV2]",
+            [("u", (3, 2, 5)), ("w", (3, 4, 5))],
+        )
+    )
+    assert "`w` (3, 4, 5) with every axis reversed" in text
+    assert "ops.swapaxes(x, -1, -2)" in text
+    text = "\n".join(
+        crash.explain(
+            "Matrix size-incompatible: In[0]: [3,7], In[1]: [2,5] [Op:MatMul]",
+            [("h", (3, 7))],
+            [("U", (7, 5)), ("V", (2, 5))],
+        )
+    )
+    assert "are `V` and `U` swapped?" in text
+
+
+def test_shapes_that_admit_no_single_fix_get_the_rule_alone():
+    text = explain("AddV2", (2, 3, 4), (5, 6), batch=2, sizes={2, 3, 4, 5, 6})
+    assert "do not broadcast" in text
+    assert "expand_dims" not in text and "slice" not in text
+
+
+def test_an_unrelated_error_is_not_explained():
+    assert crash.explain("name 'x' is not defined", []) == []
+
+
+def test_a_crash_in_a_real_check_is_explained(monkeypatch):
+    """Bahdanau attention whose projected query gets its step axis last,
+    (B, u, 1), against the projected keys (B, Tk, u)."""
+    module = student(
+        "A1",
+        [
+            (
+                "q = ops.expand_dims(ops.matmul(query, self.W_b), -2)",
+                "q = ops.expand_dims(ops.matmul(query, self.W_b), -1)",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        seq2seq_checks.check_bahdanau_attention,
+        "check_bahdanau_attention",
+        module.BahdanauAttention,
+    )
+    assert not passed
+    assert "Observed:" in message and "size-1 axis in the wrong place" in message
+    assert "position -2" in message
+
+
+@pytest.mark.parametrize("op", ["Mul", "AddV2", "SelectV2", "LogicalAnd", "Equal"])
+def test_every_elementwise_op_is_read(op):
+    assert "do not broadcast" in explain(op, (2, 3), (4, 5))
