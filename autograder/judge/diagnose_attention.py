@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from autograder.judge import diagnoses
 from autograder.judge import attention as _specs  # noqa: F401  (the specs first)
+from autograder.judge import diagnoses
 from autograder.judge.attention import combined
 
 NEG = -1e9
@@ -820,7 +820,9 @@ _MASK_HINTS = {
         "`query_mask` (B, T) marks the queries: combine it as "
         "`query_mask[:, :, None]` with the other masks."
     ),
-    "attention_mask": "Combine `attention_mask` (B, T, S) with the other masks (logical and).",
+    "attention_mask": (
+        "Combine `attention_mask` (B, T, S) with the other masks (logical and)."
+    ),
     "value_mask_on_queries": (
         "`value_mask` marks the keys: `value_mask[:, None, :]` (B, 1, S), not "
         "`[:, :, None]`."
@@ -985,7 +987,8 @@ def _mha_changes(model):
         changes.append(
             (
                 {"mask": "no_head_axis"},
-                "Your weights are those of the mask broadcast without a head axis: batch item j's mask is applied to head j.",
+                "Your weights are those of the mask broadcast without a head "
+                "axis: batch item j's mask is applied to head j.",
                 _HEAD_AXIS,
                 "weights",
             )
@@ -1004,8 +1007,11 @@ def _mha_changes(model):
         changes.append(
             (
                 {"fill": "multiply"},
-                "Your masked scores are 0 (the scores multiplied by the mask), which still gives masked keys weight.",
-                "Multiplying the scores by the mask gives masked keys a score of 0, not a large negative one: use `ops.where(mask, scores, -1e9)` before the softmax.",
+                "Your masked scores are 0 (the scores multiplied by the mask), "
+                "which still gives masked keys weight.",
+                "Multiplying the scores by the mask gives masked keys a score "
+                "of 0, not a large negative one: use "
+                "`ops.where(mask, scores, -1e9)` before the softmax.",
                 "weights",
             )
         )
@@ -1044,9 +1050,8 @@ def _mha(case, got, expected, wrong):
     right = model.run()
     if right is None:
         return found
-    if any(k.startswith(_SDPA_TAP) for k in got):
-        if _mha_taps(case, model, got, found):
-            return _unique(found)
+    if any(k.startswith(_SDPA_TAP) for k in got) and _mha_taps(case, model, got, found):
+        return _unique(found)
     output = got.get("output")
     weights = got.get("weights")
     v_out, v_w = _valid(case, "output"), _valid(case, "weights")
@@ -1069,7 +1074,7 @@ def _mha(case, got, expected, wrong):
         w_match = weights is not None and _close(weights, w, v_w)
         o_match = output is not None and _close(output, out, v_out)
         w_same = _close(w, right[1], v_w)
-        if (weights is None or w_match or weights_ok and w_same) and o_match:
+        if (weights is None or w_match or (weights_ok and w_same)) and o_match:
             matches.append((observed, hint))
         elif w_match and not w_same:
             weight_only.append((observed, hint))
@@ -1373,7 +1378,8 @@ def _which_projection(found, model, name, value):
         )
     if biases == {False}:
         found.observed.append(
-            f"The `{name}` your layer passes to your attention lacks the bias b_{which}."
+            f"The `{name}` your layer passes to your attention lacks the bias "
+            f"b_{which}."
         )
         found.named.append(
             f"The {which_word} projection leaves out its bias b_{which}: "
