@@ -125,3 +125,31 @@ def test_a_crash_in_a_real_check_is_explained(monkeypatch):
 @pytest.mark.parametrize("op", ["Mul", "AddV2", "SelectV2", "LogicalAnd", "Equal"])
 def test_every_elementwise_op_is_read(op):
     assert "do not broadcast" in explain(op, (2, 3), (4, 5))
+
+
+def test_a_weight_of_the_wrong_size_says_what_its_sizes_are(monkeypatch):
+    """An encoder layer whose attention has key_dim = dff: the message says
+    what each size is (dff, and d_model // num_heads)."""
+    from autograder.checks import transformer as transformer_checks
+
+    module = student(
+        "A3",
+        [
+            (
+                "self.self_attention = keras.layers.MultiHeadAttention(\n"
+                "            num_heads, key_dim=d_model // num_heads, dropout=dropout\n"
+                "        )",
+                "self.self_attention = keras.layers.MultiHeadAttention(\n"
+                "            num_heads, key_dim=dff, dropout=dropout\n"
+                "        )",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        transformer_checks.check_encoder_layer,
+        "check_encoder_layer",
+        module.EncoderLayer,
+    )
+    assert not passed
+    assert "(dff)" in message and "(d_model // num_heads)" in message

@@ -282,6 +282,81 @@ def inject_nested(layer, specs):
         )
 
 
+def _size_names():
+    """`{size: [what it is]}` for the running case: its constructor
+    arguments, the axes of its inputs, and quotients and sums of two
+    constructor arguments (`d_model // num_heads`)."""
+    from autograder.checks.core import _CASE
+
+    case = _CASE.get()
+    if case is None:
+        return {}
+    named = {}
+
+    def add(size, what):
+        named.setdefault(int(size), [])
+        if what not in named[int(size)]:
+            named[int(size)].append(what)
+
+    ints = {
+        k: int(v)
+        for k, v in case.init.items()
+        if isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0
+    }
+    for k, v in ints.items():
+        add(v, k)
+    for name, value in case.inputs.items():
+        shape = np.shape(value)
+        for i, d in enumerate(shape):
+            where = "last axis" if i == len(shape) - 1 else f"axis {i}"
+            add(d, f"the {where} of `{name}`")
+    for a, x in ints.items():
+        for b, y in ints.items():
+            if a != b and y and x % y == 0 and x // y > 1:
+                add(x // y, f"{a} // {b}")
+    return named
+
+
+def _sizes_story(spec, variables):
+    """Say what the sizes of the weights that come closest to `spec` are
+    (`8 is d_model; the exercise's 4 is d_model // num_heads`)."""
+    try:
+        named = _size_names()
+    except Exception:  # an explanation must never hide the failure
+        return ""
+    if not named:
+        return ""
+    same_rank = [v for v in variables if len(v.shape) == len(spec.shape)]
+    closest = [v for v in same_rank if _named(v, spec)] or [
+        v for v in same_rank if _leaf(v.path) == _leaf(spec.name)
+    ]
+    if not closest and len(same_rank) == 1:
+        closest = same_rank
+    if len(closest) != 1:
+        return ""
+    got = tuple(int(d) for d in closest[0].shape)
+    lines = []
+    for axis, (mine, theirs) in enumerate(zip(got, spec.shape, strict=True)):
+        if mine == theirs:
+            continue
+        mine_is = named.get(mine, [])
+        theirs_is = named.get(theirs, [])
+        if not mine_is or not theirs_is:
+            continue
+        line = (
+            f"Axis {axis} of your `{closest[0].path}` has {mine} ({mine_is[0]}); "
+            f"the exercise's {spec.label} has {theirs} ({theirs_is[0]})"
+        )
+        axes = [w for w in mine_is if w.startswith("the axis")]
+        if axes and any(w.startswith("the last axis") for w in theirs_is):
+            line += (
+                f": your layer works on {axes[0]}, the exercise's on the last "
+                "axis (the features, axis=-1)"
+            )
+        lines.append(line + ".")
+    return "".join(f"\nObserved: {line}" for line in lines)
+
+
 def inject(layer, specs):
     """Give `layer` the values of `specs`; raise CheckFailed if they do not fit."""
     if any(":" in spec.name for spec in specs):
@@ -308,7 +383,7 @@ def inject(layer, specs):
             raise CheckFailed(
                 f"Could not find the weight {spec.label} of shape {spec.shape} in "
                 f"your layer. Expected weights: {expected}. Your layer has: "
-                f"{_describe_weights(variables)}."
+                f"{_describe_weights(variables)}.{_sizes_story(spec, variables)}"
             )
         raise CheckFailed(
             f"Cannot tell which of your weights is {spec.label} {spec.shape}: "
