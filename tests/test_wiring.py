@@ -364,3 +364,30 @@ def test_layers_on_a_wrong_positional_encoding_get_their_points(
     passed, note = grade(monkeypatch, check, check_name, getattr(module, layer))
     assert passed, note
     assert "wired right" in note
+
+
+def test_a_layer_on_a_part_random_at_inference_gets_its_points(monkeypatch):
+    """AddNorm's dropout always on is AddNorm's mistake: the encoder layer
+    that calls it right is not the one that is random."""
+    module, check = _a3(
+        "check_encoder_layer",
+        ("self.drop(y, training=training)", "self.drop(y, training=True)"),
+    )
+    passed, note = grade(monkeypatch, check, "check_encoder_layer", module.EncoderLayer)
+    assert passed, note
+    assert "`AddNorm`" in note
+
+
+def test_a_layer_that_turns_dropout_on_in_its_part_fails(monkeypatch):
+    module, check = _a3(
+        "check_encoder_layer",
+        (
+            "x = self.attention_norm(x, attended, training=training)",
+            "x = self.attention_norm(x, attended, training=True)",
+        ),
+    )
+    passed, message = grade(
+        monkeypatch, check, "check_encoder_layer", module.EncoderLayer
+    )
+    assert not passed
+    assert "training=True" in message

@@ -256,6 +256,37 @@ def recording(layer, cls=None, seed=None):
                     namespace[name] = functions[name]
 
 
+def random_parts(first, second):
+    """The parts that, called twice with the same arguments (and not in
+    training), returned different outputs: `[name]`."""
+    a, b = split(first)[1], split(second)[1]
+    random = []
+    for name, calls in a.items():
+        for k, call in enumerate(calls):
+            if k >= len(b.get(name, [])):
+                break
+            other = b[name][k]
+            inputs = [p for p in call if not p.startswith("out")]
+            outs = [p for p in call if p.startswith("out")]
+            if "training" in call and float(call["training"]) != 0:
+                continue
+            same_inputs = all(
+                p in other
+                and np.shape(call[p]) == np.shape(other[p])
+                and np.array_equal(call[p], other[p], equal_nan=True)
+                for p in inputs
+            )
+            differ = any(
+                p in other
+                and np.shape(call[p]) == np.shape(other[p])
+                and not np.allclose(call[p], other[p], equal_nan=True)
+                for p in outs
+            )
+            if same_inputs and differ and name not in random:
+                random.append(name)
+    return random
+
+
 def split(got):
     """`(outputs, taps)`: the case's outputs and its taps,
     `{name: [{parameter: array}, ...]}` in call order."""

@@ -280,6 +280,10 @@ def _judge_case(composite, case, got):
         return None
     differing = []
     for name, received in outputs.items():
+        if name.endswith(ROUND_TRIP) and replay.wrong_parts:
+            # the rebuilt layer's own calls were not recorded: with a part
+            # that is wrong (random, even) they cannot be replayed
+            continue
         base = _base(name)
         if base not in rewired:
             continue
