@@ -733,6 +733,13 @@ class TrustedExecute(Execute):
             )
         kept = _kept_streams(cell.outputs, hidden)
         errors = [o for o in cell.outputs if o.output_type == "error"]
+        if errors and verdict is None:
+            # a case decided before the failing one may already name the
+            # mistake (the grader's own message, with its diagnosis)
+            earlier = self._earlier_failure(calls, records, nonce)
+            if earlier is not None:
+                self._set_verdict(cell, [*kept, earlier])
+                return
         if errors:
             # The student's code failed in this cell (or the kernel died): 0,
             # and their message stays (shortened in a hidden test).
@@ -762,6 +769,39 @@ class TrustedExecute(Execute):
             self._set_verdict(cell, [*kept, verdict])
         else:
             self._set_verdict(cell, [*kept, _stdout("".join(passed))])
+
+    def _earlier_failure(self, calls, records, nonce):
+        """The grader's verdict on the cases that ran before the student's
+        code failed, when one of them already differs; else None."""
+        for check_name, which, _ in calls:
+            sent = records.get((check_name, which), [])
+            if len(sent) != 1:
+                continue
+            record = take_record(check_name, which, [], records, nonce)
+            if record is None:
+                continue
+            observations, meta = record
+            if not meta.get("failure") or not observations or meta.get("tampered"):
+                continue
+            from autograder import judge
+            from autograder.judge import wiring
+
+            cases, expected, hint = expectations(check_name, which, draw=self._draw)
+            try:
+                decide(
+                    check_name,
+                    cases[: len(observations)],
+                    observations,
+                    expected[: len(observations)],
+                    None,
+                    hint,
+                    diagnose=judge.spec(check_name).diagnose,
+                    wiring=wiring.judge(check_name),
+                    notes=[],
+                )
+            except CheckFailed as failure:
+                return _error("CheckFailed", failure.message)
+        return None
 
     def _check(self, check_name, which, integrity, records, nonce):
         """`(kind, message)` for one check call; integrity problems are appended

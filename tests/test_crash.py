@@ -153,3 +153,40 @@ def test_a_weight_of_the_wrong_size_says_what_its_sizes_are(monkeypatch):
     )
     assert not passed
     assert "(dff)" in message and "(d_model // num_heads)" in message
+
+
+def test_a_matrix_product_that_fits_with_an_operand_transposed():
+    text = "\n".join(
+        crash.explain(
+            "Matrix size-incompatible: In[0]: [3,6,2], In[1]: [3,6,7] "
+            "[Op:BatchMatMulV2]",
+            [("p", (3, 6, 2)), ("vals", (3, 6, 7))],
+        )
+    )
+    assert text.startswith("A matrix product needs")
+    assert "`p` (3, 6, 2) would fit with its last two axes swapped" in text
+
+
+def test_a_weight_that_maps_one_size_to_the_other_is_named():
+    text = "\n".join(
+        crash.explain(
+            "Matrix size-incompatible: In[0]: [4,2,3], In[1]: [4,9,7] "
+            "[Op:BatchMatMulV2]",
+            [("a", (4, 2, 3)), ("b", (4, 7, 9))],
+            [("M", (9, 3))],
+        )
+    )
+    assert "The weight `M` (9, 3) maps one of these sizes to the other" in text
+
+
+def test_pieces_concatenated_along_the_wrong_axis():
+    text = "\n".join(
+        crash.explain(
+            "Matrix size-incompatible: In[0]: [30,5], In[1]: [10,4] [Op:MatMul]",
+            [("joined", (3, 10, 5))],
+            [("P", (10, 4))],
+            3,
+            {3, 5, 4},
+        )
+    )
+    assert "concatenated along axis 1" in text and "`axis=-1`" in text

@@ -696,6 +696,7 @@ def decide(
                     warnings.warn(f"diagnosis failed: {error!r}", stacklevel=1)
                 if own:
                     found.extend(own)
+            judged = list(found.named)  # the exercise's own diagnosis named it
             found.extend(evidence.read_outputs(passed, list(wrong)))
             for name, (received, expected) in wrong.items():
                 found.extend(
@@ -708,6 +709,8 @@ def decide(
                         tolerance,
                     )
                 )
+            if judged:  # the general readings add what they saw, no hint
+                found.named = judged
             found.reminder = generic_hint
         raise CheckFailed(
             _format_failure(

@@ -263,8 +263,30 @@ def _elementwise(op, a, b, names, batch, sizes=frozenset()):
     return lines
 
 
-def _matmul(op, a, b, names, weights):
+def _matmul(op, a, b, names, weights, sizes=frozenset()):
     lines = []
+    if len(a) >= 2 and len(b) >= 2 and a[-1] != b[-2]:
+        swapped_a = (*a[:-2], a[-1], a[-2])
+        swapped_b = (*b[:-2], b[-1], b[-2])
+        for which, shape, fits in (
+            ("first", a, swapped_a[-1] == b[-2]),
+            ("second", b, a[-1] == swapped_b[-2]),
+        ):
+            if fits and len(shape) >= 2 and shape[-1] != shape[-2]:
+                name = _name_of(shape, names) or f"the {which} operand"
+                lines.append(
+                    f"{name} {tuple(shape)} would fit with its last two axes "
+                    "swapped: is it transposed (rows and columns the other "
+                    "way round)?"
+                )
+        for w_name, w_shape in weights:
+            w_shape = tuple(w_shape)
+            if len(w_shape) == 2 and set(w_shape) == {a[-1], b[-2]}:
+                lines.append(
+                    f"The weight `{w_name}` {w_shape} maps one of these sizes to "
+                    f"the other ({a[-1]} and {b[-2]}): is `{w_name}` applied "
+                    "where the formula applies it?"
+                )
     if len(a) >= 2 and len(b) >= 2 and a[-1] != b[-2]:
         lines.append(
             f"A matrix product needs the last axis of the first operand to equal "
@@ -290,6 +312,24 @@ def _matmul(op, a, b, names, weights):
         w_shape = tuple(w_shape)
         if len(w_shape) != 2 or w_shape != tuple(b[-2:]) or a[-1] == b[-2]:
             continue
+        if b[-2] % a[-1] == 0 and b[-2] // a[-1] >= 2:
+            k = b[-2] // a[-1]
+            for name, value in names:
+                value = tuple(value)
+                doubled = [
+                    i
+                    for i, d in enumerate(value[:-1])
+                    if i > 0 and d % k == 0 and d // k in sizes
+                ]
+                if value and value[-1] == a[-1] and doubled:
+                    i = doubled[0]
+                    lines.append(
+                        f"`{w_name}` {w_shape} takes {b[-2]} = {k} x {a[-1]} "
+                        f"features, but `{name}` {value} has {a[-1]} features and "
+                        f"{value[i]} = {k} x {value[i] // k} on axis {i}: the "
+                        f"pieces were concatenated along axis {i}, not along the "
+                        "features (`axis=-1`)."
+                    )
         fits = [n for n, s in weights if len(s) == 2 and s[0] == a[-1] and n != w_name]
         if len(fits) == 1:
             lines.append(
@@ -297,7 +337,8 @@ def _matmul(op, a, b, names, weights):
                 f"does not fit a first operand of last axis {a[-1]}; "
                 f"`{fits[0]}` does: are `{w_name}` and `{fits[0]}` swapped?"
             )
-    return lines
+    rules = [x for x in lines if x.startswith("A ")]
+    return rules + [x for x in lines if x not in rules]
 
 
 def explain(error_text, names, weights=(), batch=None, sizes=frozenset()):
@@ -325,7 +366,7 @@ def explain(error_text, names, weights=(), batch=None, sizes=frozenset()):
         if op in _ELEMENTWISE:
             return _elementwise(op, a, b, names, batch, set(sizes))
         if op in _MATMUL:
-            return _matmul(op, a, b, names, weights)
+            return _matmul(op, a, b, names, weights, set(sizes))
     except Exception:  # an explanation must never hide the error itself
         return []
     return []

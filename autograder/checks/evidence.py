@@ -145,8 +145,12 @@ def _shape(evidence, case, name, received, expected):
             "expected, with the batch axis twice."
         )
         evidence.named.append(
-            "`ops.dot` (like `np.dot` and `tensordot`) pairs every batch item "
-            "with every other one; `ops.matmul` multiplies batch by batch."
+            "A product paired every batch item with every other one: `ops.dot` "
+            "(like `np.dot` and `tensordot`) does, and so does `ops.matmul` of "
+            "a tensor without the batch axis (or with it in another place) "
+            "against a batched one. Multiply batch by batch: both operands "
+            "with the batch axis first, as `ops.matmul` of (B, n, k) and "
+            "(B, k, m)."
         )
     elif len(got) == len(want) + 1 and _without_ones(got) == _without_ones(want):
         axis = next(i for i in range(len(got)) if got[:i] + got[i + 1 :] == want)
