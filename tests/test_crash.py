@@ -190,3 +190,22 @@ def test_pieces_concatenated_along_the_wrong_axis():
         )
     )
     assert "concatenated along axis 1" in text and "`axis=-1`" in text
+
+
+def test_a_part_that_does_not_take_its_weights_is_named(monkeypatch):
+    """A FeedForward whose inner layer has d_model units: the encoder layer
+    cannot be given its weights, and the message names the part."""
+    from autograder.checks import transformer as transformer_checks
+
+    module = student(
+        "A3", [('Dense(dff, activation="relu")', 'Dense(d_model, activation="relu")')]
+    )
+    passed, message = grade(
+        monkeypatch,
+        transformer_checks.check_encoder_layer,
+        "check_encoder_layer",
+        module.EncoderLayer,
+    )
+    assert not passed
+    assert "That sublayer is your `FeedForward`" in message
+    assert "check_feed_forward" in message

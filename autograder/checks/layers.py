@@ -272,7 +272,9 @@ def inject_nested(layer, specs):
         try:
             inject(sublayer, group)
         except CheckFailed as failure:
-            raise CheckFailed(f"In `{walked}`: {failure.message}") from None
+            raise CheckFailed(
+                f"In `{walked}`: {failure.message}{_own_part(sublayer)}"
+            ) from None
         covered.update(id(v) for v in sublayer.weights)
     extra = [v for v in layer.weights if id(v) not in covered]
     if extra:
@@ -355,6 +357,24 @@ def _sizes_story(spec, variables):
             )
         lines.append(line + ".")
     return "".join(f"\nObserved: {line}" for line in lines)
+
+
+def _own_part(sublayer):
+    """A note when the sublayer that does not take its weights is one of the
+    student's own classes (an earlier exercise): the layer cannot be judged
+    until it does."""
+    cls = type(sublayer)
+    if cls.__module__.startswith(("keras", "tensorflow", "tf_keras", "autograder")):
+        return ""
+    name = cls.__name__
+    snake = "".join(
+        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
+    )
+    return (
+        f"\nThat sublayer is your `{name}`: this layer cannot be judged until "
+        f"it takes the exercise's weights. If check_{snake} fails too, fix "
+        "that exercise first."
+    )
 
 
 def inject(layer, specs):
