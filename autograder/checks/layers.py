@@ -334,6 +334,21 @@ def _sizes_story(spec, variables):
     ]
     if not closest and len(same_rank) == 1:
         closest = same_rank
+    gru = [
+        v
+        for v in variables
+        if len(spec.shape) == 2
+        and spec.shape[0] == 2
+        and tuple(v.shape) == (spec.shape[1],)
+        and _leaf(v.path) == "bias"
+    ]
+    if gru:
+        return (
+            f"\nObserved: your `{gru[0].path}` is {tuple(gru[0].shape)} where "
+            f"{spec.shape} is expected: a GRUCell built with `reset_after=False` "
+            "keeps one bias row; Keras's default GRUCell (`reset_after=True`, as "
+            "the exercise uses) keeps two."
+        )
     if len(closest) != 1:
         return ""
     got = tuple(int(d) for d in closest[0].shape)
