@@ -209,3 +209,60 @@ def test_a_part_that_does_not_take_its_weights_is_named(monkeypatch):
     assert not passed
     assert "That sublayer is your `FeedForward`" in message
     assert "check_feed_forward" in message
+
+
+def test_a_reduction_over_the_wrong_axis():
+    text = "\n".join(
+        crash.explain(
+            "Incompatible shapes: [3,9] vs. [3,4] [Op:Equal]",
+            [("scores", (3, 4, 9)), ("target", (3, 4))],
+            [],
+            3,
+            {3, 4, 9},
+        )
+    )
+    assert "with axis -2 reduced away" in text and "`axis=-1`" in text
+    assert "slice" not in text  # 9 is the case's own size, not a longer table
+
+
+def test_the_widths_of_a_feed_forward_swapped(monkeypatch):
+    from autograder.checks import transformer as transformer_checks
+
+    module = student(
+        "A3",
+        [
+            ('Dense(dff, activation="relu")', 'Dense(d_model, activation="relu")'),
+            ("keras.layers.Dense(d_model)", "keras.layers.Dense(dff)"),
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        transformer_checks.check_feed_forward,
+        "check_feed_forward",
+        module.FeedForward,
+    )
+    assert not passed
+    assert "the same widths, swapped" in message
+    assert "(dff)" in message and "(d_model)" in message
+
+
+def test_a_decoder_that_calls_the_model_in_training_mode(monkeypatch):
+    from autograder.checks import transformer as transformer_checks
+
+    module = student(
+        "A3",
+        [
+            (
+                "logits = model((source, output), training=False)",
+                "logits = model((source, output), training=True)",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        transformer_checks.check_greedy_decode,
+        "check_greedy_decode",
+        module.greedy_decode,
+    )
+    assert not passed
+    assert "training=True while decoding" in message

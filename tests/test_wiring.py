@@ -53,6 +53,7 @@ NAMES = {
         "Encoder",
         "Decoder",
         "Transformer",
+        "greedy_decode",
     ],
 }
 _count = [0]

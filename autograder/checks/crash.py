@@ -219,6 +219,31 @@ def _batch_size_where_not(a, b, batch, sizes):
     return None
 
 
+def _reduced_over(a, b, names):
+    """An operand that is a name's shape with one axis (not the last) taken
+    away, where the other operand has the shape that taking the last axis
+    away gives: a reduction (argmax, sum, mean) over the wrong axis."""
+    for name, value in names:
+        value = tuple(value)
+        if len(value) != len(a) + 1 or len(a) != len(b):
+            continue
+        last = value[:-1]
+        for shape, other in ((tuple(a), tuple(b)), (tuple(b), tuple(a))):
+            if other != last:
+                continue
+            axes = [
+                i for i in range(len(value) - 1) if value[:i] + value[i + 1 :] == shape
+            ]
+            if len(axes) == 1:
+                axis = axes[0] - len(value)
+                return (
+                    f"{shape} is `{name}` {value} with axis {axis} reduced away "
+                    f"(an argmax, sum or mean over axis {axis}); over the last "
+                    f"axis (`axis=-1`) it would give {other}, the other operand."
+                )
+    return None
+
+
 def _elementwise(op, a, b, names, batch, sizes=frozenset()):
     symbol = _ELEMENTWISE[op]
     lines = [
@@ -233,6 +258,10 @@ def _elementwise(op, a, b, names, batch, sizes=frozenset()):
     wrong_size = _batch_size_where_not(a, b, batch, sizes)
     if wrong_size:
         lines.append(wrong_size)
+        return lines
+    reduced = _reduced_over(a, b, names)
+    if reduced:
+        lines.append(reduced)
         return lines
     if len(a) == len(b):
         differ = [
@@ -253,7 +282,7 @@ def _elementwise(op, a, b, names, batch, sizes=frozenset()):
                     "pair every row of one with every row of the other, take a "
                     "matrix product (`ops.matmul`) instead."
                 )
-            elif longer[i] > shorter[i] > 1:
+            elif longer[i] > shorter[i] > 1 and (not sizes or longer[i] not in sizes):
                 lines.append(
                     f"{lname} is longer on axis {i} ({longer[i]}) than {sname} "
                     f"({shorter[i]}): if it holds more positions than this input "

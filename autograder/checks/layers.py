@@ -392,6 +392,32 @@ def _own_part(sublayer):
     )
 
 
+def _widths_story(specs, variables):
+    """The matrices' widths in order, when the student's are the exercise's
+    in another order (a layer's units swapped with another's)."""
+    try:
+        mine = [int(v.shape[-1]) for v in variables if len(v.shape) == 2]
+        theirs = [int(s.shape[-1]) for s in specs if len(s.shape) == 2]
+        named = _size_names()
+    except Exception:  # an explanation must never hide the failure
+        return ""
+    if len(mine) != len(theirs) or len(mine) < 2:
+        return ""
+    if sorted(mine) != sorted(theirs) or mine == theirs:
+        return ""
+
+    def said(sizes):
+        return ", ".join(
+            f"{d} ({named[d][0]})" if named.get(d) else str(d) for d in sizes
+        )
+
+    return (
+        f"\nObserved: your layer's matrices have the widths (units) {said(mine)} "
+        f"in that order; the exercise's have {said(theirs)}: the same widths, "
+        "swapped. Check the units of each Dense layer."
+    )
+
+
 def inject(layer, specs):
     """Give `layer` the values of `specs`; raise CheckFailed if they do not fit."""
     if any(":" in spec.name for spec in specs):
@@ -419,6 +445,7 @@ def inject(layer, specs):
                 f"Could not find the weight {spec.label} of shape {spec.shape} in "
                 f"your layer. Expected weights: {expected}. Your layer has: "
                 f"{_describe_weights(variables)}.{_sizes_story(spec, variables)}"
+                f"{_widths_story(specs, variables)}"
             )
         raise CheckFailed(
             f"Cannot tell which of your weights is {spec.label} {spec.shape}: "

@@ -448,6 +448,13 @@ class ScriptedModel:
                 "The model was called on one tensor; call it on the pair "
                 "(source, output_so_far), as model((source, output), training=False)."
             )
+        if training is not None and bool(training):
+            raise CheckFailed(
+                "The model was called with training=True while decoding: its "
+                "dropout would be on at inference, and every decoded sentence "
+                "would come out different. Call it as model((source, output), "
+                "training=False)."
+            )
         source, output = (keras.ops.convert_to_numpy(x) for x in inputs)
         if self.source is not None and not np.array_equal(source, self.source):
             raise CheckFailed(
