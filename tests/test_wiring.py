@@ -255,6 +255,16 @@ def test_multi_head_attention_on_an_unscaled_sdpa(monkeypatch):
     )
     assert passed, note
     assert "`scaled_dot_product_attention`" in note
+    # the hidden cases too, one under tf.function(jit_compile=True): its
+    # parts are recorded from an eager call beside the compiled one
+    passed, note = grade(
+        monkeypatch,
+        attention_checks.check_multi_head_attention,
+        "check_multi_head_attention",
+        module.MultiHeadAttention,
+        which="hidden",
+    )
+    assert passed, note
 
 
 def _a3(check_name, *patches):

@@ -309,6 +309,9 @@ def _mha_call(layer, case, kwargs):
 
         with student_code(f"{name} under tf.function(jit_compile=True)"):
             result = compiled(*tensors)
+        from autograder.checks import taps
+
+        taps.eagerly(lambda: layer(*tensors, **kwargs))
         return _pair(result, name)
     return call_layer(layer, args, kwargs, ["output", "weights"], name)
 

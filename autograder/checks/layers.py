@@ -512,8 +512,10 @@ def build_eagerly(layer):
 
 def build_and_inject(cls, init, args, kwargs, specs):
     """Construct `cls(**init)`, build it by calling it, give it `specs`."""
+    from autograder.checks import taps
+
     arguments = ", ".join(f"{k}={v!r}" for k, v in init.items())
-    with student_code(f"`{cls.__name__}({arguments})`"):
+    with student_code(f"`{cls.__name__}({arguments})`"), taps.constructing():
         layer = cls(**init)
     import keras
 
@@ -568,8 +570,10 @@ class LayerProbe:
     def build(self, cls, case):
         args = list(case.inputs.values())
         if not case.weights:
+            from autograder.checks import taps
+
             arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
-            with student_code(f"`{cls.__name__}({arguments})`"):
+            with student_code(f"`{cls.__name__}({arguments})`"), taps.constructing():
                 layer = cls(**case.init)
             _note_sublayers(layer)
             return layer

@@ -60,6 +60,7 @@ class _Recorder:
         self.counts = {}
         self.arrays = {}
         self.calls = 0
+        self.construction = False
 
     def add(self, name, bound, output):
         if self.calls >= MAX_CALLS:
@@ -213,7 +214,7 @@ def _tapped(name, function, recorder):
         output = function(*args, **kwargs)
         if name not in LAST_PARTS:
             LAST_PARTS.append(name)
-        if recorder in _ACTIVE:
+        if recorder in _ACTIVE and (not recorder.construction or _CONSTRUCTING):
             recorder.add(name, _bind(function, args, kwargs), output)
         return output
 
@@ -232,6 +233,7 @@ def recording(layer, cls=None, seed=None):
     made: `PositionalEmbedding` computes its encoding in `__init__`);
     `seed`, such a recorder, whose calls come first."""
     recorder = _Recorder({} if layer is None else _layer_paths(layer))
+    recorder.construction = layer is None
     if seed is not None:
         recorder.counts = dict(seed.counts)
         recorder.arrays = dict(seed.arrays)
@@ -285,6 +287,33 @@ def random_parts(first, second):
             if same_inputs and differ and name not in random:
                 random.append(name)
     return random
+
+
+def eagerly(call):
+    """Run `call()` once more, eagerly, while recording, after a compiled
+    call (a `tf.function` traces the parts with symbolic tensors, which
+    record nothing): its result is not used, only what the parts got."""
+    if not _ACTIVE:
+        return
+    try:
+        call()
+    except Exception:  # the compiled call is the one that is judged
+        return
+
+
+@contextlib.contextmanager
+def constructing():
+    """Mark the making of a layer: a `recording(None, ...)` records the
+    notebook's functions only then (not in the build's first call, made
+    before the case's weights are given)."""
+    _CONSTRUCTING.append(True)
+    try:
+        yield
+    finally:
+        _CONSTRUCTING.pop()
+
+
+_CONSTRUCTING = []
 
 
 def split(got):

@@ -89,6 +89,9 @@ def _with_mask(layer, case, kwargs):
             f"`{name}` in a tf.function for any length (the length is a tensor)"
         ):
             outputs = {"output": compiled(case.inputs["tokens"])}
+        from autograder.checks import taps
+
+        taps.eagerly(lambda: layer(case.inputs["tokens"]))
     else:
         outputs = call_layer(
             layer, list(case.inputs.values()), kwargs, ["output"], f"`{name}`"
@@ -223,8 +226,10 @@ class _ModelProbe(LayerProbe):
         return (as_tensor(case.inputs["source"]), as_tensor(case.inputs["target"]))
 
     def build(self, cls, case):
+        from autograder.checks import taps
+
         arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
-        with student_code(f"`{cls.__name__}({arguments})`"):
+        with student_code(f"`{cls.__name__}({arguments})`"), taps.constructing():
             model = cls(**case.init)
         with student_code(f"`{cls.__name__}` when first called (building)"):
             build_eagerly(model)
