@@ -28,7 +28,11 @@ the lexicon `topics` (below) a right diagnosis may mention. Per mistake:
   hint (`variant`), the check's generic hint (`generic`), or a mistake the
   checks read from the output itself (`evidence`, `autograder.checks.evidence`);
 * cascade: the points lost in the exercises other than its own (a part's
-  bug reaching the checks of the layers built from it).
+  bug reaching the checks of the layers built from it); of those, the
+  points lost where the composite's message says it cannot be judged apart
+  from the part (the part crashes inside it, or does not take its weights)
+  are counted apart, and the rest (`cascade_judgeable`, goal 0) is what a
+  composite lost although its wiring could be judged.
 
 Per assignment it prints the share caught, the share named (goal >= 80 %),
 the share with a wrong hint (goal 0) and the cascade points, total and
@@ -53,6 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "benchmarks" / "diagnosis.json"
 CATALOG = "mistakes"
 RECIPE = "The exercise asks for:"
+#: What a composite's message says when it cannot be judged apart from a part.
+APART_WORDS = "cannot be judged until"
 SHAPES = "At that line:"
 CONTROL = "control-solution"
 #: The draw the tests grade with (tests/conftest.py): figures that repeat.
@@ -246,6 +252,16 @@ def measure(mistake, result, failures, sources):
         "own_points_lost": lost.get(own, 0),
         "cascade_points": sum(v for e, v in lost.items() if e != own),
         "cascade": {e: v for e, v in lost.items() if e != own and v},
+        # points lost in a composite whose message says it cannot be judged
+        # apart from a part (the part crashes in it, or does not take its
+        # weights): the rest is lost where the wiring could be judged
+        "cascade_unjudgeable": sum(
+            v
+            for e, v in lost.items()
+            if e != own
+            and v
+            and any(f.exercise == e and APART_WORDS in f.message for f in failures)
+        ),
         "first_line": message.strip().splitlines()[0] if message.strip() else "",
         "telling_line": telling(message),
         "note": result.note,
@@ -270,8 +286,7 @@ def grade_catalog(course, assignment, engine, scratch, only=()):
     mistakes = {
         name: mistake
         for name, mistake in catalog(course, assignment).items()
-        if not only
-        or any(o in name or o in mistake.get("exercise", "") for o in only)
+        if not only or any(o in name or o in mistake.get("exercise", "") for o in only)
     }
     folder = scratch / "submissions" / assignment
     folder.mkdir(parents=True)
@@ -320,6 +335,10 @@ def summarise(figures):
             for source in ("variant", "generic", "evidence")
         },
         "cascade_total": sum(cascades),
+        "cascade_judgeable": sum(
+            f["cascade_points"] - f.get("cascade_unjudgeable", 0)
+            for f in figures.values()
+        ),
         "cascade_max": max(cascades, default=0),
         "cascading": sum(c > 0 for c in cascades),
     }
@@ -372,6 +391,7 @@ def print_summary(summaries, seconds):
             "wrong hint (goal 0)",
             "wrong hint from variant/generic/evidence",
             "cascade points total",
+            "where wiring judged (goal 0)",
             "max",
             "seconds",
         ]
@@ -386,6 +406,7 @@ def print_summary(summaries, seconds):
                 f"{s['wrong_hint']:.0%}",
                 "/".join(str(n) for n in s["wrong_hint_by_source"].values()),
                 f"{s['cascade_total']:g} ({s['cascading']} mistakes)",
+                f"{s['cascade_judgeable']:g}",
                 f"{s['cascade_max']:g}",
                 f"{seconds[assignment]:.0f}",
             ]
