@@ -27,12 +27,17 @@ from autograder.reference import transformer as R
 _keys = R._keys
 
 
-@pytest.fixture
-def graded(monkeypatch):
-    """`check(cls) -> message`, decided with the judge's diagnosis."""
+def _grader(monkeypatch, taps=True):
+    """`check(cls) -> message`, decided with the judge's diagnosis; without
+    the taps when `taps` is False (the diagnosis then refits the wiring)."""
     original = core.decide
 
     def decide(name, cases, observations, expectations, failure=None, hint="", **_):
+        if not taps:
+            observations = [
+                {k: v for k, v in got.items() if not k.startswith("tap:")}
+                for got in observations
+            ]
         return original(
             name,
             cases,
@@ -51,6 +56,16 @@ def graded(monkeypatch):
         return str(failure.value)
 
     return run
+
+
+@pytest.fixture
+def graded(monkeypatch):
+    return _grader(monkeypatch)
+
+
+@pytest.fixture
+def graded_without_taps(monkeypatch):
+    return _grader(monkeypatch, taps=False)
 
 
 def hints(message):
@@ -291,6 +306,18 @@ def test_a_held_out_wiring_mistake_is_named(graded, messages, name):
     assert all(w in said for w in words), text
 
 
+@pytest.mark.parametrize("name", list(HELD_OUT))
+def test_a_held_out_wiring_mistake_is_named_without_taps(
+    graded_without_taps, messages, name
+):
+    """The same, from the outputs alone: the wiring refitted."""
+    check, cls, _, signature = HELD_OUT[name]
+    text = graded_without_taps(check, cls)
+    messages[f"{name} (no taps)"] = text
+    said = hints(text)
+    assert signature in said, text
+
+
 def test_no_hint_names_another_held_out_mistake(graded, messages):
     """Each mistake's hint (its signature) is absent from every other's."""
     for name, (check, cls, _, _) in HELD_OUT.items():
@@ -299,7 +326,7 @@ def test_no_hint_names_another_held_out_mistake(graded, messages):
     for name, text in messages.items():
         said = hints(text)
         for other, (_, _, _, signature) in HELD_OUT.items():
-            if other != name:
+            if other != name.removesuffix(" (no taps)"):
                 assert signature not in said, (name, other, text)
 
 

@@ -1085,7 +1085,9 @@ def _training(taps):
 
 def _dropout_evidence(taps):
     found = Evidence()
-    on = sorted(set(_training(taps)))
+    flagged = set(_training(taps))
+    # The outermost only: a part called with training=True passes it on.
+    on = sorted(n for n in flagged if not any(n.startswith(f"{o}.") for o in flagged))
     if on:
         found.observed.append(
             f"{', '.join(f'`{n}`' for n in on)} called with training=True while the "
