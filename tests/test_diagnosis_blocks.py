@@ -543,3 +543,78 @@ def test_taps_name_blocks_not_chained_and_one_shared_layer():
     got["output"] = got["output"] + 0.1  # one set of weights everywhere
     named, _ = _diagnose("check_encoder", case, got)
     assert "one layer object" in named and "not chained" not in named, named
+
+
+# ------------------------------------------- every refitted hint, one by one
+
+from autograder.judge import diagnose_blocks as DB  # noqa: E402
+
+
+def _families(check, case):
+    """(hint, outputs builder) of every connection the refit tries."""
+    if check == "check_encoder_layer":
+        return [
+            (hint, DB._enc_builder(h))
+            for hint, h in DB._enc_layer_hypotheses(DB._padding_mask(case) is not None)
+        ]
+    if check == "check_decoder_layer":
+        return [
+            (hint, DB._dec_builder(h)) for hint, h in DB._dec_layer_hypotheses(case)
+        ]
+    if check == "check_transformer":
+        return [
+            (hint, DB._transformer_builder(h))
+            for hint, h in DB._transformer_hypotheses(case)
+        ]
+    kind = check.removeprefix("check_")
+    return [
+        (hint, DB._stack_builder(kind, h))
+        for hint, h in DB._stack_hypotheses(kind, case.init["num_layers"])
+    ]
+
+
+def _differs(case, name, received, expected):
+    received = np.asarray(received, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if received.shape != expected.shape:
+        return True
+    found = core.compare(received, expected, core.valid_for(case, name))
+    return found is not None
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        "check_encoder_layer",
+        "check_decoder_layer",
+        "check_encoder",
+        "check_decoder",
+        "check_transformer",
+    ],
+)
+def test_each_refitted_connection_is_named_and_no_other(check):
+    """Outputs made with one connection changed (NumPy, every case of the
+    check) name that connection, or nothing when another change gives the
+    same outputs; never the hint of another connection."""
+    spec = judge.spec(check)
+    named = 0
+    for which in ("visible", "hidden"):
+        for case in spec.cases(which):
+            expected = spec.formula(case)
+            families = _families(check, case)
+            for hint, build in families:
+                try:
+                    got = build(case)
+                except ValueError:  # impossible for this case's sizes
+                    continue
+                wrong = [
+                    k
+                    for k in expected
+                    if k in got and _differs(case, k, got[k], expected[k])
+                ]
+                if not wrong:
+                    continue  # the change does not show in this case
+                found = spec.diagnose(case, got, expected, wrong)
+                assert found.named in ([], [hint]), (case.title, hint, found.named)
+                named += bool(found.named)
+    assert named, check
