@@ -839,6 +839,7 @@ class TrustedExecute(Execute):
                 diagnose=judge.spec(check_name).diagnose,
                 wiring=wiring.judge(check_name),
                 notes=notes,
+                plain_notes=which == "hidden",
             )
         except CheckFailed as failure:
             return "CheckFailed", failure.message

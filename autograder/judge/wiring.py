@@ -56,6 +56,8 @@ class Wiring:
     right: bool
     note: str = ""
     evidence: E.Evidence = dataclasses.field(default_factory=E.Evidence)
+    #: the note without numbers of the case (for a hidden test)
+    plain_note: str = ""
 
 
 @dataclasses.dataclass
@@ -305,14 +307,24 @@ def _judge_case(composite, case, got):
         return Wiring(False, evidence=found)
     if not replay.wrong_parts:
         return None  # right through and through: nothing to say
-    names = "; ".join(f"your {label} ({how})" for label, how in replay.wrong_parts)
-    note = (
-        f"{composite.name} is wired right: it calls its parts as the exercise "
-        f"says and builds its result from what they return. Its outputs differ "
-        f"from the reference only because of {names}. This test gives its "
-        "points; fix that exercise first, and this layer will be right too."
+
+    def note(names):
+        return (
+            f"{composite.name} is wired right: it calls its parts as the "
+            "exercise says and builds its result from what they return. Its "
+            f"outputs differ from the reference only because of {names}. This "
+            "test gives its points; fix that exercise first, and this layer "
+            "will be right too."
+        )
+
+    labels = list(dict.fromkeys(label for label, _ in replay.wrong_parts))
+    return Wiring(
+        True,
+        note=note(
+            "; ".join(f"your {label} ({how})" for label, how in replay.wrong_parts)
+        ),
+        plain_note=note("; ".join(f"your {label}" for label in labels)),
     )
-    return Wiring(True, note=note)
 
 
 def _unmatched(composite, unmatched):
