@@ -402,3 +402,53 @@ def test_a_layer_that_turns_dropout_on_in_its_part_fails(monkeypatch):
     )
     assert not passed
     assert "training=True" in message
+
+
+def test_a_block_on_a_wrong_part_in_a_functional_model_gets_its_points(monkeypatch):
+    """In the hidden case where padding comes as a Keras mask, the attention's
+    rows of padded queries differ from the reference's: rows the case does not
+    compare are not compared in what the parts received either."""
+    module, check = _a3("check_encoder_layer", GELU)
+    passed, note = grade(
+        monkeypatch, check, "check_encoder_layer", module.EncoderLayer, which="hidden"
+    )
+    assert passed, note
+    assert "`FeedForward`" in note
+
+
+def test_a_stack_on_an_embedding_without_a_mask(monkeypatch):
+    """The embedding carries no mask: the encoder, which takes its mask from
+    it, cannot be judged apart from it, and says so."""
+    module, check = _a3(
+        "check_encoder",
+        (
+            "keras.layers.Embedding(vocab_size, d_model, mask_zero=True)",
+            "keras.layers.Embedding(vocab_size, d_model)",
+        ),
+    )
+    passed, message = grade(monkeypatch, check, "check_encoder", module.Encoder)
+    assert not passed
+    assert "takes its mask from your `PositionalEmbedding`" in message
+    assert "cannot be judged until" in message
+
+
+def test_a_step_on_an_attention_that_returns_the_wrong_shape(monkeypatch):
+    """Bahdanau attention whose context is the projected keys (units wide):
+    the decoder step's cell cannot take it; the message names the part."""
+    module = student(
+        "A1",
+        [
+            (
+                "context = ops.sum(ops.expand_dims(weights, -1) * values, axis=-2)",
+                "context = ops.sum(ops.expand_dims(weights, -1) * k, axis=-2)",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        seq2seq_checks.check_bahdanau_decoder_step,
+        "check_bahdanau_decoder_step",
+        module.BahdanauDecoderStep,
+    )
+    assert not passed
+    assert "builds on your `BahdanauAttention` (check_bahdanau_attention)" in message

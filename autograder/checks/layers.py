@@ -524,13 +524,63 @@ def build_and_inject(cls, init, args, kwargs, specs):
             f"`{cls.__name__}` should be a subclass of keras.layers.Layer; it is "
             f"a {type(layer).__mro__[1].__name__} subclass."
         )
-    with student_code(f"`{cls.__name__}` when first called (building)"):
-        converted = [as_tensor(a) for a in args]
-        build_eagerly(layer)
-        layer(*converted, **kwargs)
-    _note_sublayers(layer)
-    inject(layer, specs)
+    try:
+        with student_code(f"`{cls.__name__}` when first called (building)"):
+            converted = [as_tensor(a) for a in args]
+            build_eagerly(layer)
+            layer(*converted, **kwargs)
+        _note_sublayers(layer)
+        inject(layer, specs)
+    except CheckFailed as failure:
+        raise CheckFailed(
+            failure.message + parts_note(layer, failure.message)
+        ) from None
     return layer
+
+
+def own_parts(layer):
+    """`[(attribute, class name)]` of the sublayers of `layer` that are the
+    student's own classes (earlier exercises), one level down."""
+    import keras
+
+    found = []
+    try:
+        attributes = vars(layer)
+    except TypeError:
+        return found
+    for name, value in attributes.items():
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            own = isinstance(item, keras.layers.Layer) and not type(
+                item
+            ).__module__.startswith(("keras", "tensorflow", "tf_keras", "autograder"))
+            if own and (name, type(item).__name__) not in found:
+                found.append((name, type(item).__name__))
+    return found
+
+
+def _snake(name):
+    return "".join(
+        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
+    )
+
+
+def parts_note(layer, message=""):
+    """A layer that fails to run or to take its weights, built on the
+    student's own parts: name them (a part that returns the wrong shape
+    makes the layer fail where it uses the result)."""
+    if "inside your" in message or "That sublayer is your" in message:
+        return ""
+    parts = list(dict.fromkeys(cls for _, cls in own_parts(layer)))
+    if not parts:
+        return ""
+    names = ", ".join(f"`{p}` (check_{_snake(p)})" for p in parts)
+    return (
+        f"\nThis layer builds on your {names}: a part that returns the wrong "
+        "shape makes this layer fail where it uses the result, so it cannot be "
+        "judged until its parts are right. If a part's check fails, fix that "
+        "exercise first."
+    )
 
 
 class LayerProbe:

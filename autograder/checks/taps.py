@@ -82,6 +82,9 @@ class _Recorder:
             array = _array(output)
             if array is not None:
                 self.arrays[prefix + "out"] = array
+            mask = _array(getattr(output, "_keras_mask", None))
+            if mask is not None:
+                self.arrays[prefix + "out_mask"] = mask
 
 
 def _array(value):

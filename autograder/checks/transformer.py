@@ -53,10 +53,32 @@ def _mask_of(layer, tokens, what):
             "(tokens != 0) must be carried on, as a Keras mask, so that the "
             "attention layers after it ignore padding. Use "
             "`Embedding(..., mask_zero=True)` and return its `compute_mask`."
+            + _maskless_part(layer, tokens)
         )
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(mask)).astype(np.float64)
+
+
+def _maskless_part(layer, tokens):
+    """Name a part of the student's own whose `compute_mask` also returns
+    None: the layer takes its mask from there."""
+    from autograder.checks.layers import _snake, own_parts
+
+    for attribute, cls in own_parts(layer):
+        part = getattr(layer, attribute, None)
+        try:
+            mask = part.compute_mask(as_tensor(tokens))
+        except Exception:
+            continue
+        if mask is None:
+            return (
+                f"\nYour `{type(layer).__name__}` takes its mask from your `{cls}` "
+                f"(`self.{attribute}`), whose compute_mask returns None too: fix "
+                f"check_{_snake(cls)} first; this layer cannot be judged until "
+                "its part carries the mask."
+            )
+    return ""
 
 
 @check

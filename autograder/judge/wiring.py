@@ -155,7 +155,22 @@ def _arguments(call, names):
     return found
 
 
-def _matches(part, call, wanted):
+def _rows(valid, shape):
+    """The case's valid positions `(B, T)` as a mask for an intermediate
+    tensor whose leading axes are `(B, T)` (a position-wise layer's input or
+    output): padded positions never reach a valid one, so they are not
+    compared. None when the shapes do not line up."""
+    if valid is None:
+        return None
+    valid = np.asarray(valid, bool)
+    while valid.ndim > 2 and valid.shape[-1] == 1:
+        valid = valid[..., 0]
+    if valid.ndim != 2 or len(shape) < 2 or tuple(shape[:2]) != valid.shape:
+        return None
+    return valid.reshape(valid.shape + (1,) * (len(shape) - 2))
+
+
+def _matches(part, call, wanted, valid=None):
     if part.match is not None:
         return part.match(call, wanted)
     if call.get("training") is not None and float(call["training"]) != 0:
@@ -169,7 +184,7 @@ def _matches(part, call, wanted):
         elif want is None:
             if value is not None:
                 return False
-        elif value is None or not _close(value, want):
+        elif value is None or not _close(value, want, _rows(valid, np.shape(want))):
             return False
     return True
 
@@ -177,9 +192,10 @@ def _matches(part, call, wanted):
 class _Replay:
     """Stands in for the parts while the formula runs; notes what it saw."""
 
-    def __init__(self, composite, taps):
+    def __init__(self, composite, taps, valid=None):
         self.composite = composite
         self.taps = taps
+        self.valid = valid  # the case's valid positions (B, T), or None
         self.wrong_parts = []  # (label, how)
         self.used = 0
 
@@ -194,11 +210,11 @@ class _Replay:
                 for call in calls
             ]
             for _, call in reversed(candidates):
-                if _matches(part, call, wanted):
+                if _matches(part, call, wanted, self.valid):
                     self.used += 1
                     value = part.output(call, args)
                     right = reference(*args, **kwargs)
-                    if not _same_value(value, right):
+                    if not _same_value(value, right, self.valid):
                         how = _difference(value, right)
                         if (part.label, how) not in self.wrong_parts:
                             self.wrong_parts.append((part.label, how))
@@ -208,12 +224,16 @@ class _Replay:
         return replay
 
 
-def _same_value(got, want):
+def _same_value(got, want, valid=None):
     if isinstance(want, tuple | list):
-        return all(_same_value(g, w) for g, w in zip(got, want, strict=True))
+        return all(_same_value(g, w, valid) for g, w in zip(got, want, strict=True))
     if isinstance(want, dict):
-        return all(_same_value(got[k], w) for k, w in want.items())
-    return _close(got, want)
+        return all(_same_value(got[k], w, valid) for k, w in want.items())
+    if want is None or got is None:
+        return want is None and got is None
+    if np.asarray(want).dtype == bool:  # a mask: its padded positions matter
+        return _close(got, want)
+    return _close(got, want, _rows(valid, np.shape(want)))
 
 
 def _difference(got, want):
@@ -268,7 +288,11 @@ def _judge_case(composite, case, got):
     outputs, taps = split(got)
     if not taps:
         return None
-    replay = _Replay(composite, taps)
+    valid = next(
+        (np.asarray(v) for k, v in case.valid.items() if not k.endswith(ROUND_TRIP)),
+        None,
+    )
+    replay = _Replay(composite, taps, valid)
     replacements = {
         part.function: replay.function(part, getattr(composite.module, part.function))
         for part in composite.parts
@@ -427,6 +451,15 @@ def _nearest(part, calls, wanted):
     return min(calls, key=distance)
 
 
+def _out_mask(call, tokens):
+    """The Keras mask the part's output carried (all True when none): the
+    stack after it reads its mask from there."""
+    mask = call.get("out_mask")
+    if mask is None:
+        return np.ones(np.shape(tokens), bool)
+    return np.asarray(mask) != 0
+
+
 # ------------------------------------------------------------ the composites
 
 
@@ -489,7 +522,7 @@ def _composites():
         function="embed",
         taps=None,
         inputs=lambda a, k: {"tokens": a[0]},
-        output=lambda call, a: (call["out"], np.asarray(a[0]) != 0),
+        output=lambda call, a: (call["out"], _out_mask(call, a[0])),
         label="`PositionalEmbedding` (its own exercise, check_positional_embedding)",
     )
     encoder_layer_part = Part(
@@ -516,7 +549,7 @@ def _composites():
         function="encoder",
         taps=lambda args: [args[3]],
         inputs=lambda a, k: {"tokens": a[0]},
-        output=lambda call, a: (call["out"], np.asarray(a[0]) != 0),
+        output=lambda call, a: (call["out"], _out_mask(call, a[0])),
         label="`Encoder` (its own exercise, check_encoder)",
     )
     decoder_part = Part(
