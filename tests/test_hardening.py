@@ -367,17 +367,10 @@ def submissions(course):
     for cell in memorised.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "masked_softmax":
             cell.source = _memorised_masked_softmax()
-    # Luong, Bahdanau and the decoder step use masked_softmax too.
-    out["memorised"] = (
-        memorised,
-        {
-            **full,
-            "masked_softmax": 0,
-            "luong_attention": 0,
-            "bahdanau_attention": 0,
-            "bahdanau_decoder_step": 0,
-        },
-    )
+    # Luong, Bahdanau and the decoder step call masked_softmax and are wired
+    # right on it: they keep their points (one mistake, one exercise), as they
+    # would on an honest wrong softmax; the memorised table earns nothing.
+    out["memorised"] = (memorised, {**full, "masked_softmax": 0})
     out["victim-after"] = (_solution(course), dict(full))
     return out
 
