@@ -12,6 +12,7 @@ for script in [
     "mha_speed.py",
     "transformer_speed.py",
     "diagnosis.py",
+    "taps_overhead.py",
 ]:
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True)
