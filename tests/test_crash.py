@@ -266,3 +266,31 @@ def test_a_decoder_that_calls_the_model_in_training_mode(monkeypatch):
     )
     assert not passed
     assert "training=True while decoding" in message
+
+
+def test_a_model_on_a_layer_that_does_not_take_its_weights(monkeypatch):
+    """An encoder layer whose attention heads are dff wide: the Transformer
+    cannot be given its weights, and its message names the parts it builds on."""
+    from autograder.checks import transformer as transformer_checks
+
+    module = student(
+        "A3",
+        [
+            (
+                "self.self_attention = keras.layers.MultiHeadAttention(\n"
+                "            num_heads, key_dim=d_model // num_heads, dropout=dropout\n"
+                "        )",
+                "self.self_attention = keras.layers.MultiHeadAttention(\n"
+                "            num_heads, key_dim=dff, dropout=dropout\n"
+                "        )",
+            )
+        ],
+    )
+    passed, message = grade(
+        monkeypatch,
+        transformer_checks.check_transformer,
+        "check_transformer",
+        module.Transformer,
+    )
+    assert not passed
+    assert "builds on your `Encoder` (check_encoder)" in message

@@ -315,8 +315,6 @@ def _shape_error(error):
             for v in case.init.values()
             if isinstance(v, int | np.integer) and not isinstance(v, bool)
         )
-        for _, shape in names:
-            sizes.update(int(d) for d in shape if d is not None)
     try:
         lines = crash.explain(_error_text(error), names, weights, batch, sizes)
     except Exception:  # an explanation must never hide the error itself

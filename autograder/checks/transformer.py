@@ -253,10 +253,17 @@ class _ModelProbe(LayerProbe):
         arguments = ", ".join(f"{k}={v!r}" for k, v in case.init.items())
         with student_code(f"`{cls.__name__}({arguments})`"), taps.constructing():
             model = cls(**case.init)
-        with student_code(f"`{cls.__name__}` when first called (building)"):
-            build_eagerly(model)
-            model(self._pair(case))
-        inject(model, self.specs(case))
+        from autograder.checks.layers import parts_note
+
+        try:
+            with student_code(f"`{cls.__name__}` when first called (building)"):
+                build_eagerly(model)
+                model(self._pair(case))
+            inject(model, self.specs(case))
+        except CheckFailed as failure:
+            raise CheckFailed(
+                failure.message + parts_note(model, failure.message)
+            ) from None
         return model
 
     def run(self, layer, case):
