@@ -92,10 +92,12 @@ def bahdanau(query, values, mask, W_b, W_c, w_a, mistake=None):
     inner = q + values @ W_c
     inner = inner if mistake == "no_tanh" else np.tanh(inner)
     scores = inner.sum(-1) if mistake == "no_v" else (inner * w_a).sum(-1)
-    if mask is None or mistake == "no_mask":
+    if mistake == "no_mask":
         weights = softmax(scores)
-    else:  # the student's masked softmax (a part of this exercise)
-        weights = masked_softmax(scores, np.asarray(mask, bool))
+    else:  # the student's masked softmax (a part of this exercise), always
+        weights = masked_softmax(
+            scores, None if mask is None else np.asarray(mask, bool)
+        )
     context = (weights[..., None] * values).sum(-2)
     return {"context": context, "weights": weights}
 
