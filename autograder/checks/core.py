@@ -351,9 +351,9 @@ def _inside_part(error):
         return ""
     if inner.startswith("<") or outer.startswith("<"):
         return ""
-    snake = "".join(
-        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(inner)
-    )
+    from autograder.checks.taps import _snake
+
+    snake = _snake(inner)
     return (
         f"\nThe error is inside your `{inner}`, which `{outer}` calls: this "
         f"layer cannot be judged until `{inner}` runs on what it receives here "

@@ -381,10 +381,10 @@ def _own_part(sublayer):
     cls = type(sublayer)
     if cls.__module__.startswith(("keras", "tensorflow", "tf_keras", "autograder")):
         return ""
+    from autograder.checks.taps import _snake
+
     name = cls.__name__
-    snake = "".join(
-        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
-    )
+    snake = _snake(name)
     return (
         f"\nThat sublayer is your `{name}`: this layer cannot be judged until "
         f"it takes the exercise's weights. If check_{snake} fails too, fix "
@@ -559,12 +559,6 @@ def own_parts(layer):
     return found
 
 
-def _snake(name):
-    return "".join(
-        f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name)
-    )
-
-
 def parts_note(layer, message=""):
     """A layer that fails to run or to take its weights, built on the
     student's own parts: name them (a part that returns the wrong shape
@@ -574,6 +568,8 @@ def parts_note(layer, message=""):
     parts = list(dict.fromkeys(cls for _, cls in own_parts(layer)))
     if not parts:
         return ""
+    from autograder.checks.taps import _snake
+
     names = ", ".join(f"`{p}` (check_{_snake(p)})" for p in parts)
     return (
         f"\nThis layer builds on your {names}: a part that returns the wrong "

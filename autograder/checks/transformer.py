@@ -63,7 +63,8 @@ def _mask_of(layer, tokens, what):
 def _maskless_part(layer, tokens):
     """Name a part of the student's own whose `compute_mask` also returns
     None: the layer takes its mask from there."""
-    from autograder.checks.layers import _snake, own_parts
+    from autograder.checks.layers import own_parts
+    from autograder.checks.taps import _snake
 
     for attribute, cls in own_parts(layer):
         part = getattr(layer, attribute, None)

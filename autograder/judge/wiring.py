@@ -144,14 +144,12 @@ def _arguments(call, names):
     """The recorded call's arguments by the exercise's names: by name when the
     student kept it, else by position among the arguments recorded."""
     recorded = [(k, v) for k, v in call.items() if not k.startswith("out")]
-    positional = [(k, v) for k, v in recorded if k not in names]
     found = {}
     for index, name in enumerate(names):
         if name in call:
             found[name] = call[name]
         elif index < len(recorded) and recorded[index][0] not in names:
             found[name] = recorded[index][1]
-    del positional
     return found
 
 
