@@ -18,8 +18,21 @@ TF_QUIET_ENV = {
 
 
 def quiet_tensorflow(environ=os.environ):
-    """Set the quiet settings in `environ` unless the user already chose."""
+    """Set the quiet settings in `environ` unless the user already chose.
+
+    oneDNN is switched off only while nbgrader executes the notebook
+    (`NBGRADER_EXECUTION`, as in autograde and Validate; the grading
+    pipeline sets it for its kernels too), where the same numbers on every
+    run matter more than speed. In a student's own Jupyter TensorFlow keeps
+    its default, oneDNN on, which trains about 1.5 times faster on a CPU;
+    its banner is printed while TensorFlow loads, which
+    `import_tensorflow_quietly` sends to /dev/null. The checks give the same
+    verdicts either way (tests/test_verdicts_everywhere.py).
+    """
+    grading = "NBGRADER_EXECUTION" in environ
     for key, value in TF_QUIET_ENV.items():
+        if key == "TF_ENABLE_ONEDNN_OPTS" and not grading:
+            continue
         environ.setdefault(key, value)
 
 

@@ -64,3 +64,39 @@ def test_figures_draw(capsys):
     lesson.plot_attention(np.eye(3, 5), "5/3/7", "19⏎")
     lesson.plot_accuracy_by_length({"m": [(0, 10, 3, 0.5)]})
     plt.close("all")
+
+
+def test_hangul_is_drawn_with_an_installed_font():
+    import warnings
+
+    import pytest
+
+    if lesson.hangul_font() is None:
+        pytest.skip("no font with Hangul (tools/system-packages.sh installs one)")
+    assert lesson.use_hangul_font() in lesson.HANGUL_FONTS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ax = lesson.plot_attention(np.eye(10, 12), "1979년 5월 3일", "1979-05-03")
+        figure = ax.figure
+        figure.axes[0].set_title("학교에서 → from school")
+        figure.canvas.draw()
+        lesson.draw_encoder_decoder(attention=True, source="5월 3일")
+        plt.gcf().canvas.draw()
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert missing == []
+    plt.close("all")
+
+
+def test_onednn_is_switched_off_only_while_grading():
+    from autograder.quiet import quiet_tensorflow
+
+    own_jupyter = {}
+    quiet_tensorflow(own_jupyter)
+    assert "TF_ENABLE_ONEDNN_OPTS" not in own_jupyter  # TensorFlow's default: on
+    assert own_jupyter["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    grading = {"NBGRADER_EXECUTION": "autograde"}
+    quiet_tensorflow(grading)
+    assert grading["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    chosen = {"NBGRADER_EXECUTION": "validate", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    quiet_tensorflow(chosen)
+    assert chosen["TF_ENABLE_ONEDNN_OPTS"] == "1"  # the user's choice stays
