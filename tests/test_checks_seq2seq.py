@@ -382,3 +382,184 @@ def test_warnings_go_to_stdout_not_stderr(capsys):
     assert "Note, a warning while checking: UserWarning: something to know" in out
     assert out.count("something to know") == 1
     assert err == ""
+
+
+# ------------------------------------------- either orientation of a weight
+
+
+class PaperGeneral(keras.layers.Layer):
+    """`W_a` as the papers write it, `(d_q, d_k)`: `s W_a h^T`."""
+
+    def build(self, query_shape, keys_shape):
+        self.W_a = self.add_weight(name="W_a", shape=(query_shape[-1], keys_shape[-1]))
+
+    def call(self, query, keys):
+        return ops.matmul(ops.matmul(query, self.W_a), ops.swapaxes(keys, -1, -2))
+
+
+class MismatchedGeneral(R.GeneralScore):
+    """Creates the Keras kernel `(d_k, d_q)` but computes `s W_a h^T`."""
+
+    def call(self, query, keys):
+        return ops.matmul(ops.matmul(query, self.W_a), ops.swapaxes(keys, -1, -2))
+
+
+class PaperConcat(R.ConcatScore):
+    """`W_1` `(units, d_q)` and `W_2` `(units, d_k)`: `W_1 s + W_2 h`."""
+
+    def build(self, query_shape, keys_shape):
+        self.W_1 = self.add_weight(name="W_1", shape=(self.units, query_shape[-1]))
+        self.W_2 = self.add_weight(name="W_2", shape=(self.units, keys_shape[-1]))
+        self.v_a = self.add_weight(name="v_a", shape=(self.units,))
+
+    def call(self, query, keys):
+        q = ops.expand_dims(ops.matmul(query, ops.transpose(self.W_1)), -2)
+        k = ops.expand_dims(ops.matmul(keys, ops.transpose(self.W_2)), -3)
+        return ops.sum(ops.tanh(q + k) * self.v_a, axis=-1)
+
+
+class PaperLuong(R.LuongAttention):
+    """`W_c` `(units, 2d)` and `W_y` `(V, units)`, used as `W x`."""
+
+    def build(self, query_shape, values_shape):
+        both = query_shape[-1] + values_shape[-1]
+        self.W_c = self.add_weight(name="W_c", shape=(self.units, both))
+        self.b_c = self.add_weight(name="b_c", shape=(self.units,), initializer="zeros")
+        self.W_y = self.add_weight(name="W_y", shape=(self.output_dim, self.units))
+        self.b_y = self.add_weight(
+            name="b_y", shape=(self.output_dim,), initializer="zeros"
+        )
+
+    def call(self, query, values, values_mask=None, return_attention_scores=False):
+        scores = ops.matmul(query, ops.swapaxes(values, -1, -2))
+        weights = R.masked_softmax(scores, values_mask)
+        both = ops.concatenate([ops.matmul(weights, values), query], axis=-1)
+        attentional = ops.tanh(ops.matmul(both, ops.transpose(self.W_c)) + self.b_c)
+        probs = ops.softmax(ops.matmul(attentional, ops.transpose(self.W_y)) + self.b_y)
+        return (probs, weights) if return_attention_scores else probs
+
+
+class PaperBahdanau(R.BahdanauAttention):
+    """`W_b` `(units, d_s)` and `W_c` `(units, d_h)`."""
+
+    def build(self, query_shape, values_shape):
+        self.W_b = self.add_weight(name="W_b", shape=(self.units, query_shape[-1]))
+        self.W_c = self.add_weight(name="W_c", shape=(self.units, values_shape[-1]))
+        self.w_a = self.add_weight(name="w_a", shape=(self.units,))
+
+    def call(self, query, values, values_mask=None):
+        q = ops.expand_dims(ops.matmul(query, ops.transpose(self.W_b)), -2)
+        k = ops.matmul(values, ops.transpose(self.W_c))
+        weights = R.masked_softmax(ops.sum(ops.tanh(q + k) * self.w_a, -1), values_mask)
+        return ops.sum(ops.expand_dims(weights, -1) * values, axis=-2), weights
+
+
+class PaperStep(R.BahdanauDecoderStep):
+    """The decoder step on the papers' orientation of Bahdanau's weights."""
+
+    def build(self, tokens_shape, state_shape, values_shape):
+        self.embedding = keras.layers.Embedding(self.vocab_size, self.embedding_dim)
+        self.attention = PaperBahdanau(self.attention_units)
+        self.cell = keras.layers.GRUCell(self.units)
+        self.output_layer = keras.layers.Dense(self.vocab_size)
+
+
+KERNEL_NOTE = "as a Keras kernel (d_in, d_out)"
+PAPER_NOTE = "transposed, (d_out, d_in) as the papers write it"
+
+
+@pytest.mark.parametrize(
+    ("check", "layer", "note"),
+    [
+        (checks.check_general_score, R.GeneralScore, KERNEL_NOTE),
+        (checks.check_general_score, PaperGeneral, PAPER_NOTE),
+        (checks.check_concat_score, R.ConcatScore, KERNEL_NOTE),
+        (checks.check_concat_score, PaperConcat, PAPER_NOTE),
+        (checks.check_luong_attention, R.LuongAttention, KERNEL_NOTE),
+        (checks.check_luong_attention, PaperLuong, PAPER_NOTE),
+        (checks.check_bahdanau_attention, R.BahdanauAttention, KERNEL_NOTE),
+        (checks.check_bahdanau_attention, PaperBahdanau, PAPER_NOTE),
+        (checks.check_bahdanau_decoder_step, R.BahdanauDecoderStep, KERNEL_NOTE),
+        (checks.check_bahdanau_decoder_step, PaperStep, PAPER_NOTE),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_either_orientation_passes_and_is_named(check, layer, note, capsys):
+    for cases in ("visible", "hidden"):
+        check(layer, cases=cases)
+        out = capsys.readouterr().out
+        assert "cases passed" in out
+        assert note in out, out
+        other = PAPER_NOTE if note == KERNEL_NOTE else KERNEL_NOTE
+        assert other not in out, out
+
+
+def _square(case, name):
+    shape = np.shape(case.weights[name])
+    return shape[0] == shape[1]
+
+
+@pytest.mark.parametrize(
+    ("check_name", "weight", "which"),
+    [
+        ("check_general_score", "W_a", "visible"),
+        ("check_general_score", "W_a", "hidden"),
+        ("check_concat_score", "W_1", "visible"),
+        ("check_concat_score", "W_2", "hidden"),
+        ("check_luong_attention", "W_c", "hidden"),
+        ("check_bahdanau_attention", "W_b", "hidden"),
+        ("check_bahdanau_decoder_step", "W_c", "hidden"),
+    ],
+)
+def test_cases_have_square_and_non_square_weights(check_name, weight, which):
+    from autograder import judge
+
+    cases = judge.spec(check_name).cases(which)
+    kinds = {_square(case, weight) for case in cases}
+    assert kinds == {True, False}
+
+
+def test_square_weight_orientation_is_read_from_a_wider_build():
+    """With d_q == d_k both orientations have one shape: the probe reads the
+    orientation the layer creates where the sizes differ, and gives `W_a`
+    its values that way round."""
+    from autograder import judge
+    from autograder.checks.seq2seq import TRANSPOSED, general_score_probe
+
+    cases = judge.spec("check_general_score").cases("visible")
+    case = next(c for c in cases if _square(c, "W_a"))
+    probe = general_score_probe(PaperGeneral)
+    assert probe.square_orientations(case, ["W_a"]) == {"W_a": TRANSPOSED}
+    scores = probe(case, 2)["scores"]
+    q, k, W = case.inputs["query"], case.inputs["keys"], case.weights["W_a"]
+    expected = q @ np.swapaxes(k @ W, -1, -2)  # the exercise's formula
+    np.testing.assert_allclose(ops.convert_to_numpy(scores), expected, atol=1e-5)
+
+
+def test_mismatched_orientation_crashes_where_the_sizes_differ():
+    """Creating the kernel (d_k, d_q) and computing s W_a h^T cannot run
+    with d_q != d_k: the message shows the shapes of that line."""
+    with pytest.raises(CheckFailed) as failure:
+        checks.check_general_score(MismatchedGeneral)
+    message = str(failure.value)
+    assert "case 1 of 2" in message
+    assert "raised" in message and "`W_a` (6, 4)" in message, message
+
+
+def test_mismatched_orientation_named_where_the_matrix_is_square():
+    """Where d_q == d_k the mismatched layer runs; its scores are the
+    formula's with `W_a` transposed, and the message says so."""
+    from autograder import judge
+    from autograder.checks.core import decide, observe
+    from autograder.checks.seq2seq import general_score_probe
+
+    spec = judge.spec("check_general_score")
+    for which in ("visible", "hidden"):
+        cases = [c for c in spec.cases(which) if _square(c, "W_a")]
+        observations, failure = observe(
+            "check_general_score", cases, general_score_probe(MismatchedGeneral)
+        )
+        assert failure is None
+        with pytest.raises(CheckFailed) as verdict:
+            decide("check_general_score", cases, observations, spec.expectations(cases))
+        assert "square weight used the other way round" in str(verdict.value)

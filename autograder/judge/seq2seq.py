@@ -62,12 +62,18 @@ def _score_cases(sizes, salt, weight_shapes, init, weight_salt):
     for i, (b, tq, tk, dq, dk) in enumerate(sizes):
         q = fixed_array((b, tq, dq), salt + 10 * i)
         k = fixed_array((b, tk, dk), salt + 10 * i + 1)
+        shapes = weight_shapes(dq, dk, init)
+        square = [n for n, s in shapes.items() if len(s) == 2 and s[0] == s[1]]
+        title = f"scores for {b} sequences, {tq} queries and {tk} keys"
+        if square:
+            names = " and ".join(f"`{n}`" for n in square)
+            title += f" ({names} square: stored either way round)"
         cases.append(
             Case(
-                title=f"scores for {b} sequences, {tq} queries and {tk} keys",
+                title=title,
                 inputs={"query": q, "keys": k},
                 init=dict(init),
-                weights=_weights(weight_shapes(dq, dk, init), weight_salt + b),
+                weights=_weights(shapes, weight_salt + b),
             )
         )
     return cases
@@ -119,21 +125,30 @@ _score_spec(
         _TRANSPOSED,
     ],
 )
+_WEIGHT_TRANSPOSED = (
+    "weight_transposed",
+    "Your scores are those of a square weight used the other way round. The "
+    "checks give each weight its values in the orientation your layer creates "
+    "(read where the sizes differ): a Keras kernel (d_in, d_out) used as x @ W, "
+    "or the papers' (d_out, d_in) used as W x. Your layer creates one and "
+    "computes with the other; where d_q != d_k that product does not even run. "
+    "Make the shape you create and the product you compute agree.",
+)
 _score_spec(
     "check_general_score",
     "GeneralScore",
-    ([(2, 3, 5, 4, 6)], 3),
-    ([(3, 4, 2, 5, 3), (1, 1, 7, 2, 9)], 4),
+    ([(2, 3, 5, 4, 6), (1, 2, 4, 3, 3)], 3),
+    ([(3, 4, 2, 5, 3), (1, 1, 7, 2, 9), (2, 3, 3, 4, 4)], 4),
     lambda dq, dk, init: {"W_a": (dk, dq)},
     M.general_score,
-    [_TRANSPOSED],
+    [_TRANSPOSED, _WEIGHT_TRANSPOSED],
     weight_salt=5,
 )
 _score_spec(
     "check_concat_score",
     "ConcatScore",
-    ([(2, 3, 5, 4, 6)], 6),
-    ([(3, 4, 2, 5, 2), (1, 1, 7, 2, 9)], 7),
+    ([(2, 3, 5, 4, 6), (1, 2, 4, 3, 5)], 6),
+    ([(3, 4, 2, 5, 2), (1, 1, 7, 2, 9), (2, 2, 3, 6, 3)], 7),
     lambda dq, dk, init: {
         "W_1": (dq, init["units"]),
         "W_2": (dk, init["units"]),
@@ -144,6 +159,7 @@ _score_spec(
         ("no_tanh", "The tanh is missing: the score is v_a . tanh(W_1 s + W_2 h)."),
         ("no_v", "Your scores sum the tanh units without weighting them by v_a."),
         _TRANSPOSED,
+        _WEIGHT_TRANSPOSED,
     ],
     init={"units": 3},
     weight_salt=8,
@@ -503,6 +519,15 @@ register(
                     [[1, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0]],
                 ),
                 ("long encoder", 1, 12, 7, 2, None),
+                (
+                    "a state as wide as the attention (`W_b` square: stored either "
+                    "way round)",
+                    2,
+                    4,
+                    3,
+                    5,
+                    [[1, 1, 1, 1], [1, 1, 0, 0]],
+                ),
             ],
             salt=90,
         ),
@@ -608,6 +633,14 @@ register(
             [
                 ("batch of 3, no mask", 3, 4, 2, None),
                 ("batch of 1, long encoder", 1, 9, 7, [[1] * 6 + [0] * 3]),
+                (
+                    "encoder states as wide as the attention (`W_c` square: "
+                    "stored either way round)",
+                    2,
+                    4,
+                    3,
+                    [[1, 1, 1, 1], [1, 1, 1, 0]],
+                ),
             ],
             salt=120,
         ),

@@ -54,13 +54,37 @@ def dot_score(q, k, mistake=None):
     return s
 
 
+def _square_only(W):
+    """`W` transposed, for the mistake of using a square matrix the other way
+    round; a non-square one cannot be (the product would not run)."""
+    if W.ndim != 2 or W.shape[0] != W.shape[1]:
+        raise ValueError("only a square matrix can be used the other way round")
+    return W.T
+
+
 def general_score(q, k, W_a, mistake=None):
+    """`q (k W_a)^T`, `W_a` a Keras kernel `(d_k, d_q)`.
+
+    Mistakes: "transposed" (scores `(B, Tk, Tq)`), "weight_transposed" (a
+    square `W_a` used the other way round: `q W_a k^T`)."""
+    if mistake == "weight_transposed":
+        W_a = _square_only(W_a)
     if mistake == "transposed":
         return np.swapaxes(q @ np.swapaxes(k @ W_a, -1, -2), -1, -2)
     return q @ np.swapaxes(k @ W_a, -1, -2)
 
 
 def concat_score(q, k, W_1, W_2, v_a, mistake=None):
+    """`tanh(q W_1 + k W_2) v_a` for every query and key.
+
+    Mistakes: "no_tanh", "no_v", "transposed", "weight_transposed" (the
+    square ones of `W_1`, `W_2` used the other way round)."""
+    if mistake == "weight_transposed":
+        squares = [W.ndim == 2 and W.shape[0] == W.shape[1] for W in (W_1, W_2)]
+        if not any(squares):
+            raise ValueError("no square matrix to use the other way round")
+        W_1 = W_1.T if squares[0] else W_1
+        W_2 = W_2.T if squares[1] else W_2
     a = np.expand_dims(q @ W_1, -2)  # (B, Tq, 1, u)
     b = np.expand_dims(k @ W_2, -3)  # (B, 1, Tk, u)
     inner = a + b if mistake == "no_tanh" else np.tanh(a + b)
