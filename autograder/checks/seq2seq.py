@@ -228,7 +228,7 @@ def check_dot_score(DotScore, cases="visible"):
 
 @check
 def check_general_score(GeneralScore, cases="visible"):
-    """Luong's general score `s_t . (W_a h_i)` with one weight `W_a`."""
+    """Luong's general score `s_t . (h_i W_a)` with one weight `W_a`."""
     __tracebackhide__ = True
     _run_oriented("check_general_score", cases, general_score_probe(GeneralScore))
 
@@ -248,7 +248,7 @@ def general_score_probe(GeneralScore):
 
 @check
 def check_concat_score(ConcatScore, cases="visible"):
-    """The concat (additive) score `v_a . tanh(W_1 s_t + W_2 h_i)`."""
+    """The concat (additive) score `tanh(s_t W_1 + h_i W_2) . v_a`."""
     __tracebackhide__ = True
     _run_oriented(
         "check_concat_score",

@@ -267,8 +267,8 @@ def _constant_along(value, axis):
 
 _SCORE_FORMULA = {
     "check_dot_score": "s_t . h_i",
-    "check_general_score": "s_t . (W_a h_i)",
-    "check_concat_score": "v_a . tanh(W_1 s_t + W_2 h_i)",
+    "check_general_score": "s_t . (h_i W_a)",
+    "check_concat_score": "tanh(s_t W_1 + h_i W_2) . v_a",
 }
 
 #: elementwise functions applied to the right scores, and what they say.
@@ -419,28 +419,28 @@ def _general_score(case, got, expected, wrong):
         fit,
         right,
         {q.shape[-1]: "d_q", k.shape[-1]: "d_k"},
-        "Luong's general score s_t . (W_a h_i)",
+        "Luong's general score s_t . (h_i W_a)",
     )
     unused = (
         "`W_a` is not used: your scores are the dot score s_t . h_i; the general "
-        "score is s_t . (W_a h_i) (`ops.matmul(keys, W_a)` first)."
+        "score is s_t . (h_i W_a) (`ops.matmul(keys, W_a)` first)."
     )
     _with_transposed(fit, {"W_a": unused}, lambda: q @ _transposed(k))
     _with_transposed(
         fit,
-        {"reshape": _RESHAPED.replace("The keys are", "W_a h is")},
+        {"reshape": _RESHAPED.replace("The keys are", "h W_a is")},
         lambda: q @ _reshaped(k @ W),
     )
     twice = (
         "`W_a` is applied twice (to the keys and to the queries); the general "
-        "score is s_t . (W_a h_i), `W_a` once, on the keys."
+        "score is s_t . (h_i W_a), `W_a` once, on the keys."
     )
     _with_transposed(fit, {"W_a": twice}, lambda: (q @ W.T) @ _transposed(k @ W))
     evidence = _scores_generic(case, got, expected, fit)
     return evidence.extend(_round_trip(case, got, expected, wrong) or Evidence())
 
 
-_CONCAT = "v_a . {f}(W_1 s_t + W_2 h_i)"
+_CONCAT = "{f}(s_t W_1 + h_i W_2) . v_a"
 
 
 @diagnoses("check_concat_score")
@@ -457,8 +457,8 @@ def _concat_score(case, got, expected, wrong):
         ({}, lambda a, b: a + b),
         (
             {
-                "combine": "W_1 s_t and W_2 h_i are multiplied; the concat "
-                "score adds them: tanh(W_1 s_t + W_2 h_i)."
+                "combine": "s_t W_1 and h_i W_2 are multiplied; the concat "
+                "score adds them: tanh(s_t W_1 + h_i W_2)."
             },
             lambda a, b: a * b,
         ),
@@ -476,21 +476,21 @@ def _concat_score(case, got, expected, wrong):
     place_text = {
         "after": "",
         "inside": "`v_a` is applied inside the tanh: your output matches "
-        "sum(tanh((W_1 s_t + W_2 h_i) * v_a)); multiply tanh(...) by `v_a` "
+        "sum(tanh((s_t W_1 + h_i W_2) * v_a)); multiply tanh(...) by `v_a` "
         "outside the tanh, then sum over the units.",
         "none": "`v_a` is not used: your scores sum the tanh units without "
-        "weighting them by `v_a` (v_a . tanh(...)).",
+        "weighting them by `v_a` (tanh(...) . v_a).",
         "outside": "The tanh is applied after the sum over the units: your "
-        "output matches tanh(v_a . (W_1 s_t + W_2 h_i)); the tanh comes first, "
-        "on each unit, and v_a . tanh(...) after it.",
-        "separate": "The tanh is applied to W_1 s_t and W_2 h_i separately: "
-        "add them first, then one tanh: tanh(W_1 s_t + W_2 h_i).",
-        "mean": "Your scores average the units (`ops.mean`) where v_a . tanh(...) "
+        "output matches tanh((s_t W_1 + h_i W_2) . v_a); the tanh comes first, "
+        "on each unit, and tanh(...) . v_a after it.",
+        "separate": "The tanh is applied to s_t W_1 and h_i W_2 separately: "
+        "add them first, then one tanh: tanh(s_t W_1 + h_i W_2).",
+        "mean": "Your scores average the units (`ops.mean`) where tanh(...) . v_a "
         "sums them (`ops.sum(..., axis=-1)`).",
-        "keys": "Your scores sum over the keys (axis -2) where v_a . tanh(...) "
+        "keys": "Your scores sum over the keys (axis -2) where tanh(...) . v_a "
         "sums over the units, the last axis: `ops.sum(..., axis=-1)`.",
         "queries": "Your scores sum over the queries (axis -3) where "
-        "v_a . tanh(...) sums over the units, the last axis: "
+        "tanh(...) . v_a sums over the units, the last axis: "
         "`ops.sum(..., axis=-1)`.",
     }
     swaps = [({}, (W1, W2))]
@@ -794,11 +794,11 @@ _OUTPUTS = {
     "over the vocabulary, the last axis: `ops.softmax(logits, axis=-1)`.",
     "batch": "The output softmax runs over axis 0 (the batch); it is over the "
     "vocabulary, the last axis.",
-    "logits": "You return logits: the output is softmax(W_y s~_t + b_y), "
+    "logits": "You return logits: the output is softmax(s~_t W_y + b_y), "
     "probabilities.",
     "log": "You return log-probabilities (log_softmax): the output is "
-    "softmax(W_y s~_t + b_y).",
-    "sigmoid": "The output uses a sigmoid; it is softmax(W_y s~_t + b_y) over "
+    "softmax(s~_t W_y + b_y).",
+    "sigmoid": "The output uses a sigmoid; it is softmax(s~_t W_y + b_y) over "
     "the vocabulary.",
 }
 
@@ -846,20 +846,20 @@ def _luong_probs_fit(case, weights, scores):
     ]
     bias_c = [
         ({}, b_c),
-        ({"b_c": "The bias `b_c` is missing: s~_t = tanh(W_c [a_t; s_t] + b_c)."}, 0.0),
+        ({"b_c": "The bias `b_c` is missing: s~_t = tanh([a_t; s_t] W_c + b_c)."}, 0.0),
         (
             {
                 "b_c": "The bias `b_c` is added after the tanh; it goes inside: "
-                "s~_t = tanh(W_c [a_t; s_t] + b_c)."
+                "s~_t = tanh([a_t; s_t] W_c + b_c)."
             },
             "outside",
         ),
     ]
     bias_y = [
         ({}, b_y),
-        ({"b_y": "The bias `b_y` is missing: softmax(W_y s~_t + b_y)."}, 0.0),
+        ({"b_y": "The bias `b_y` is missing: softmax(s~_t W_y + b_y)."}, 0.0),
     ]
-    formula = "s~_t = {f}(W_c [a_t; s_t] + b_c)"
+    formula = "s~_t = {f}([a_t; s_t] W_c + b_c)"
     combos = itertools.product(
         sources, orders, bias_c, ACTIVATIONS.items(), bias_y, _OUTPUTS.items()
     )
@@ -959,7 +959,7 @@ PLAIN = _specs.PLAIN
 
 # ---------------------------------------------------------------- Bahdanau
 
-_BAHDANAU = "w_a . {f}(W_b s + W_c h)"
+_BAHDANAU = "{f}(s W_b + h W_c) . w_a"
 
 
 def _bahdanau_weights_fit(query, values, mask, W_b, W_c, w_a, base=None):
@@ -988,9 +988,9 @@ def _bahdanau_weights_fit(query, values, mask, W_b, W_c, w_a, base=None):
         "outside it, then sum over the units.",
         "none": "The scores sum the tanh units without weighting them by `w_a`.",
         "outside": "The tanh is applied after the sum over the units; it comes "
-        "first, on each unit: w_a . tanh(W_b s + W_c h).",
+        "first, on each unit: tanh(s W_b + h W_c) . w_a.",
         "steps": "Your scores sum over the encoder steps (axis -2) where "
-        "w_a . tanh(...) sums over the units, the last axis: "
+        "tanh(...) . w_a sums over the units, the last axis: "
         "`ops.sum(..., axis=-1)`.",
     }
     for (proj, (Wq, Wk)), (name, f), (place, score) in itertools.product(
@@ -1025,7 +1025,7 @@ def _context_fit(weights, values, W_c, scores=None):
     )
     fit.add(
         {
-            "ctx": "Your context averages the projected keys W_c h, not the "
+            "ctx": "Your context averages the projected keys h W_c, not the "
             "encoder states themselves: c = sum_i alpha_i h_i."
         },
         lambda: (weights[..., None] * (values @ W_c)).sum(-2),

@@ -156,7 +156,7 @@ _score_spec(
     },
     M.concat_score,
     [
-        ("no_tanh", "The tanh is missing: the score is v_a . tanh(W_1 s + W_2 h)."),
+        ("no_tanh", "The tanh is missing: the score is tanh(s W_1 + h W_2) . v_a."),
         ("no_v", "Your scores sum the tanh units without weighting them by v_a."),
         _TRANSPOSED,
         _WEIGHT_TRANSPOSED,
@@ -433,7 +433,7 @@ register(
                 ),
                 (
                     "no_tanh",
-                    "The tanh is missing from s~_t = tanh(W_c [a_t; s_t] + b_c).",
+                    "The tanh is missing from s~_t = tanh([a_t; s_t] W_c + b_c).",
                 ),
                 (
                     "scaled",
@@ -449,7 +449,7 @@ register(
                 (
                     "logits",
                     "You return logits: the output is the distribution "
-                    "softmax(W_y s~_t + b_y).",
+                    "softmax(s~_t W_y + b_y).",
                 ),
             ]
         ],
@@ -544,7 +544,7 @@ register(
             ),
             (
                 "no_tanh",
-                "The tanh is missing: e = w_a . tanh(W_b s + W_c h).",
+                "The tanh is missing: e = tanh(s W_b + h W_c) . w_a.",
                 _bahdanau_variant("no_tanh"),
             ),
             (
@@ -553,7 +553,7 @@ register(
                 _bahdanau_variant("no_v"),
             ),
         ],
-        generic_hint="Broadcast W_b s_{t-1} (batch, 1, units) against W_c H "
+        generic_hint="Broadcast s_{t-1} W_b (batch, 1, units) against H W_c "
         "(batch, keys, units), then reduce with w_a over the units.",
         round_trip=True,
     )

@@ -6,7 +6,9 @@ These are the instructor's solutions. The checks in `autograder.checks` run them
 `Attention` and `AdditiveAttention` layers and to plain NumPy formulas.
 
 Names follow the papers: `s` is a decoder state, `H` the encoder states
-(`h_i` one of them), `W_*`, `b_*` and `v_a` are weights.
+(`h_i` one of them), `W_*`, `b_*` and `v_a` are weights. Vectors are rows
+and a weight is a Keras kernel `(d_in, d_out)` applied as `x W`; the papers'
+column-vector `W x` uses the transpose of our kernel.
 
 Shapes in comments: `B` batch, `Tq` query (decoder) steps, `Tk` key (encoder)
 steps, `d_q`/`d_k` their feature sizes, `u` attention units, `V` vocabulary.
@@ -101,10 +103,11 @@ class DotScore(_Score):
 
 
 class GeneralScore(_Score):
-    """Luong's general score: `score(s_t, h_i) = s_t . (W_a h_i)`.
+    """Luong's general score: `score(s_t, h_i) = s_t . (h_i W_a)`.
 
-    Creates one weight `W_a` of shape `(d_k, d_q)` (no bias), so the keys are
-    first mapped into the query space.
+    Creates one weight `W_a` of shape `(d_k, d_q)` (no bias), a Keras kernel
+    that maps the keys into the query space; the paper's `s_t^T W_a h_i`
+    uses its transpose, `(d_q, d_k)`.
 
     Call arguments:
         query: `(B, Tq, d_q)`.
@@ -127,7 +130,7 @@ class GeneralScore(_Score):
 
 
 class ConcatScore(_Score):
-    """Concat (additive) score: `score(s_t, h_i) = v_a . tanh(W_1 s_t + W_2 h_i)`.
+    """Concat (additive) score: `score(s_t, h_i) = tanh(s_t W_1 + h_i W_2) . v_a`.
 
     Bahdanau et al. (2015) and Luong et al. (2015, "concat"). Creates `W_1` of
     shape `(d_q, units)`, `W_2` of shape `(d_k, units)` and `v_a` of shape
@@ -175,8 +178,8 @@ class LuongAttention(keras.layers.Layer):
     1. scores `e_ti = s_t . h_i` and weights `alpha_t = softmax(e_t)` over the
        valid (unpadded) encoder steps,
     2. context `a_t = sum_i alpha_ti h_i`,
-    3. attentional state `s~_t = tanh(W_c [a_t; s_t] + b_c)` (context first),
-    4. output distribution `p_t = softmax(W_y s~_t + b_y)`.
+    3. attentional state `s~_t = tanh([a_t; s_t] W_c + b_c)` (context first),
+    4. output distribution `p_t = softmax(s~_t W_y + b_y)`.
 
     All decoder steps are computed at once (teacher forcing), so a whole
     sequence costs a few matrix products.
@@ -247,7 +250,7 @@ class BahdanauAttention(keras.layers.Layer):
     The query is the *previous* decoder state `s_{t-1}`, because in Bahdanau's
     decoder the context feeds the recurrent cell that computes `s_t`:
 
-    `e_ti = w_a . tanh(W_b s_{t-1} + W_c h_i)`, `alpha_t = softmax(e_t)`,
+    `e_ti = tanh(s_{t-1} W_b + h_i W_c) . w_a`, `alpha_t = softmax(e_t)`,
     `c_t = sum_i alpha_ti h_i`.
 
     Creates `W_b` `(d_s, units)`, `W_c` `(d_h, units)` and `w_a` `(units,)`,
@@ -302,7 +305,7 @@ class BahdanauDecoderStep(keras.layers.Layer):
     1. embed the previous output token: `x_t = E[y_{t-1}]`,
     2. attend with the previous state: `c_t, alpha_t = attention(s_{t-1}, H)`,
     3. feed `[x_t; c_t]` (embedding first) to a GRU cell: `s_t = GRU(s_{t-1}, .)`,
-    4. output logits `o_t = W_o s_t + b_o` over the target vocabulary.
+    4. output logits `o_t = s_t W_o + b_o` over the target vocabulary.
 
     Sublayers: `keras.layers.Embedding`, `BahdanauAttention`,
     `keras.layers.GRUCell` (Keras defaults, `reset_after=True`) and a `Dense`
