@@ -27,13 +27,18 @@ import_tensorflow_quietly()
 import keras  # noqa: E402  (after the quiet import)
 
 __all__ = [
+    "CORPORA",
     "Split",
     "TimeBudget",
     "TranslationData",
+    "beam_search",
     "bleu",
+    "bleu_by_hand",
     "cross_attention",
     "decoder_blocks",
+    "encoder_self_attention",
     "plot_cross_attention",
+    "plot_curve",
     "plot_positional_encoding",
     "plot_relative_positions",
     "relative_position_fit",
@@ -45,6 +50,25 @@ __all__ = [
 ]
 
 PAD, UNK, START, END = range(4)  # the reserved ids of `autograder.data.wordpiece`
+
+#: Per corpus: held-out pairs, WordPiece vocabulary size per language, and a
+#: sentence of its test split (never trained on) for the attention figures.
+#: kor-eng has 5,749 pairs: 500 for testing, none for validation, and a
+#: smaller vocabulary so that most pieces are seen often enough to learn.
+CORPORA = {
+    "spa-eng": dict(
+        test=2000,
+        validation=2000,
+        vocab=8000,
+        example="Ella está sosteniendo una flor roja.",  # She is holding a red flower.
+    ),
+    "kor-eng": dict(
+        test=500,
+        validation=0,
+        vocab=4000,
+        example="톰은 파란 코트를 입고 있어.",  # Tom is wearing a blue coat.
+    ),
+}
 
 
 # --------------------------------------------------------------------------
@@ -423,6 +447,44 @@ def sentence_bleu(hypothesis, reference, lowercase=True):
     return sacrebleu.sentence_bleu(hypothesis, [reference], lowercase=lowercase).score
 
 
+def bleu_by_hand(hypotheses, references, lowercase=True):
+    """Corpus BLEU taken apart: sacrebleu's counts, then the formula by hand.
+
+    BLEU = BP * exp(mean over n = 1..4 of log p_n), where p_n is the clipped
+    n-gram precision over the whole corpus (each n-gram of a translation
+    counts at most as often as it occurs in its reference; the counts of all
+    sentences are added before dividing) and BP = min(1, exp(1 - r / c)) the
+    brevity penalty (c: words of the translations, r: of the references).
+
+    Returns:
+        A dict: `counts` and `totals` (matching and all n-grams, n = 1..4,
+        summed over the corpus), `precisions` (p_n, 0-1), `hyp_len`,
+        `ref_len`, `brevity_penalty`, `by_hand` (the formula above, 0-100)
+        and `sacrebleu` (sacrebleu's own score, 0-100; equal to `by_hand`
+        whenever no p_n is zero, where sacrebleu's default smoothing steps in).
+    """
+    score = bleu(hypotheses, references, lowercase=lowercase)
+    precisions = [
+        c / t if t else 0.0 for c, t in zip(score.counts, score.totals, strict=True)
+    ]
+    c, r = score.sys_len, score.ref_len
+    brevity = 1.0 if c > r else (float(np.exp(1 - r / c)) if c else 0.0)
+    if min(precisions) > 0:
+        by_hand = 100 * brevity * float(np.exp(np.mean(np.log(precisions))))
+    else:
+        by_hand = 0.0
+    return {
+        "counts": list(score.counts),
+        "totals": list(score.totals),
+        "precisions": precisions,
+        "hyp_len": c,
+        "ref_len": r,
+        "brevity_penalty": brevity,
+        "by_hand": by_hand,
+        "sacrebleu": score.score,
+    }
+
+
 def side_by_side(sources, references, hypotheses, n=3):
     """The `n` best and `n` worst translations by sentence BLEU.
 
@@ -439,6 +501,105 @@ def side_by_side(sources, references, hypotheses, n=3):
     best = [rows[i] for i in ranked[:n]]
     worst = [rows[i] for i in sorted(range(len(rows)), key=lambda i: rows[i]["bleu"])]
     return best, worst[:n]
+
+
+# --------------------------------------------------------------------------
+# Beam search
+
+
+def _next_log_probs(model, compiled):
+    """`fn(source, known) -> (B, V)` log-probabilities of the next token."""
+    import tensorflow as tf
+
+    def following(source, known):
+        logits = model((source, known), training=False)
+        return tf.nn.log_softmax(tf.cast(logits[:, -1], "float32"))
+
+    if compiled:  # one graph, traced again for the first few shapes only
+        following = tf.function(following, reduce_retracing=True, autograph=False)
+    return lambda source, known: np.asarray(following(source, known), dtype="float64")
+
+
+def beam_search(
+    model,
+    source,
+    start_id,
+    end_id,
+    max_length,
+    beam_width=4,
+    length_penalty=0.6,
+    compiled=True,
+):
+    """Beam-search decoding: keep the `beam_width` best prefixes, not one.
+
+    Greedy decoding commits to the best next token at every step; a token
+    that looked second best can start the better sentence. Beam search keeps,
+    for each source, the `beam_width` prefixes with the highest total
+    log-probability: each step extends every prefix by every token, and the
+    `beam_width` best extensions survive. A prefix that produced `end_id` is
+    finished: it is only extended by padding, at no cost. At the end the
+    finished prefix with the best length-normalised score wins, score /
+    ((5 + length) / 6) ** length_penalty (Wu et al., 2016): without it,
+    shorter sentences win because every token's log-probability is negative.
+
+    Args:
+        model: called as `model((source_ids, decoder_inputs))` -> logits
+            `(B, T, V)` (the notebook's `Transformer`).
+        source: int ids `(B, S)`.
+        start_id, end_id: the `[START]` and `[END]` ids.
+        max_length: most tokens generated.
+        beam_width: prefixes kept per source (1 is greedy decoding).
+        length_penalty: the exponent above (0: raw log-probability).
+        compiled: run the model inside one `tf.function` (much faster on a
+            CPU; False calls it eagerly, e.g. for a model written in NumPy).
+
+    Returns:
+        int32 ids `(B, <= max_length)` without the start token, padding (0)
+        after each row's `end_id`: the same contract as `greedy_decode`, so it
+        can be given to `translate(..., decode=...)`.
+    """
+    source = np.asarray(source, dtype="int32")
+    rows, width = len(source), int(beam_width)
+    if width < 1:
+        raise ValueError(
+            "Received an invalid value for argument `beam_width`, expected a "
+            f"positive integer. Received: beam_width={beam_width}"
+        )
+    next_log_probs = _next_log_probs(model, compiled)
+    sources = np.repeat(source, width, axis=0)  # (B * K, S)
+    tokens = np.full((rows * width, 1), start_id, dtype="int32")
+    scores = np.full((rows, width), -np.inf)
+    scores[:, 0] = 0.0  # one live prefix at first: no duplicates
+    finished = np.zeros((rows, width), dtype=bool)
+    lengths = np.zeros((rows, width), dtype="int64")
+    first = np.arange(rows)[:, None] * width
+    for _ in range(max_length):
+        log_probs = next_log_probs(sources, tokens)
+        vocab = log_probs.shape[-1]
+        log_probs = log_probs.reshape(rows, width, vocab)
+        log_probs[..., PAD] = -np.inf  # a live prefix never pads...
+        log_probs[finished] = -np.inf  # ...a finished one only pads, for free
+        log_probs[..., PAD][finished] = 0.0
+        total = (scores[..., None] + log_probs).reshape(rows, width * vocab)
+        best = np.argpartition(-total, width - 1, axis=1)[:, :width]  # (B, K)
+        order = np.argsort(
+            -np.take_along_axis(total, best, axis=1), axis=1, kind="stable"
+        )
+        best = np.take_along_axis(best, order, axis=1)  # best first
+        scores = np.take_along_axis(total, best, axis=1)
+        beam, token = best // vocab, (best % vocab).astype("int32")
+        tokens = np.concatenate(
+            [tokens[(first + beam).ravel()], token.reshape(-1, 1)], 1
+        )
+        was_finished = np.take_along_axis(finished, beam, axis=1)
+        lengths = np.take_along_axis(lengths, beam, axis=1) + ~was_finished
+        finished = was_finished | (token == end_id)
+        if finished.all():
+            break
+    normalised = scores / ((5.0 + lengths) / 6.0) ** length_penalty
+    normalised[~np.isfinite(scores)] = -np.inf
+    winner = first[:, 0] + normalised.argmax(axis=1)
+    return tokens[winner, 1:]
 
 
 # --------------------------------------------------------------------------
@@ -503,7 +664,52 @@ def cross_attention(
     return ops.convert_to_numpy(scores)[0]
 
 
-def plot_cross_attention(scores, source_tokens, target_tokens, columns=4):
+def encoder_self_attention(
+    model,
+    source_ids,
+    layer=-1,
+    encoder="encoder",
+    embedding="embedding",
+    dropout="dropout",
+    attention="self_attention",
+):
+    """Self-attention weights of one encoder layer for one sentence.
+
+    Runs the encoder's embedding, its dropout and its layers before `layer`
+    on the source, then calls that layer's `self_attention` (the attribute
+    the exercise prescribes) on the layer's input, with the padding as the
+    attention mask and `return_attention_scores=True`.
+
+    Args:
+        model: a Transformer with an `encoder` attribute; the encoder has
+            `embedding`, `dropout` and a list `blocks` (or `layers_`), each
+            layer a `self_attention` (all names overridable).
+        source_ids: 1-D ids of one source sentence (padding allowed).
+        layer: which encoder layer (default the last).
+
+    Returns:
+        A numpy array `(heads, S, S)`: row i is where source position i
+        looks in the source.
+    """
+    from keras import ops
+
+    enc = getattr(model, encoder)
+    source = np.asarray(source_ids, dtype="int32")[None]
+    embed = getattr(enc, embedding)
+    mask = embed.compute_mask(source)
+    x = getattr(enc, dropout)(embed(source), training=False)
+    blocks = decoder_blocks(enc)
+    chosen = range(len(blocks))[layer]
+    for block in blocks[:chosen]:
+        x = block(x, mask=mask, training=False)
+    keys = None if mask is None else ops.cast(mask, "bool")[:, None, :]
+    _, scores = getattr(blocks[chosen], attention)(
+        x, x, attention_mask=keys, return_attention_scores=True, training=False
+    )
+    return ops.convert_to_numpy(scores)[0]
+
+
+def plot_cross_attention(scores, source_tokens, target_tokens, columns=4, title=None):
     """Each head's cross-attention for one sentence, as a grid of heatmaps.
 
     Args:
@@ -512,7 +718,11 @@ def plot_cross_attention(scores, source_tokens, target_tokens, columns=4):
             are cut off.
         source_tokens: the S source pieces (columns).
         target_tokens: the T target pieces (rows): the token each row
-            predicted, or the decoder input at that row.
+            predicted, or the decoder input at that row (for self-attention,
+            the source pieces again).
+        columns: heads per row of the grid.
+        title: the figure's title (default: cross-attention of the last
+            decoder layer).
 
     Returns:
         The matplotlib figure.
@@ -536,7 +746,7 @@ def plot_cross_attention(scores, source_tokens, target_tokens, columns=4):
         ax.set_xticks(range(S), labels=source_tokens, rotation=90, fontsize=7)
         ax.set_yticks(range(T), labels=target_tokens, fontsize=7)
         ax.set_title(f"head {h}", fontsize=9)
-    fig.suptitle("cross-attention of the last decoder layer", fontsize=10)
+    fig.suptitle(title or "cross-attention of the last decoder layer", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -552,44 +762,91 @@ class TimeBudget(keras.callbacks.Callback):
     training stops within one batch of the budget (the epoch in progress is
     cut short). Give `fit` more epochs than the budget allows.
 
+    A budget shorter than one epoch leaves `fit`'s history a single point,
+    so the callback also keeps its own curve: every `record_every` batches,
+    the mean loss and metrics of the batches since the last record.
+
     Args:
         seconds: the budget.
         tokens_per_batch: target tokens per batch (a number, e.g. the mean
             over an epoch, or `fn(batch_index) -> number`); when given,
             `tokens_per_second` is reported.
+        record_every: batches between two points of `curve`.
+        report_every: print a line (step, seconds, the curve's last
+            values) every this many batches (None: silent).
 
     Attributes:
         seconds_used, batches, epochs (completed or started), tokens,
         tokens_per_second, stopped (True if the budget ran out), logs (the
-        last batch's logs: the epoch's running mean loss and metrics).
+        last batch's logs: the epoch's running mean loss and metrics),
+        curve (a list of dicts: `step`, `seconds` and each logged value).
     """
 
-    def __init__(self, seconds, tokens_per_batch=None):
+    def __init__(
+        self, seconds, tokens_per_batch=None, record_every=50, report_every=None
+    ):
         super().__init__()
         self.budget = float(seconds)
         self.tokens_per_batch = tokens_per_batch
+        self.record_every = int(record_every)
+        self.report_every = report_every
         self.seconds_used = 0.0
         self.batches = self.epochs = 0
         self.tokens = 0.0
         self.stopped = False
         self.logs = {}
+        self.curve = []
+        self._epoch_batches, self._last = 0, (0, {})
 
     def on_train_begin(self, logs=None):
         self._started = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs += 1
+        self._epoch_batches, self._last = 0, (0, {})
 
     def on_train_batch_end(self, batch, logs=None):
         if self.tokens_per_batch is not None:
             per = self.tokens_per_batch
             self.tokens += per(batch) if callable(per) else per
         self.batches += 1
+        self._epoch_batches += 1
         self.logs = dict(logs or {})
         self.seconds_used = time.perf_counter() - self._started
+        if self.batches % self.record_every == 0:
+            self._record()
+        if self.report_every and self.batches % self.report_every == 0:
+            values = (
+                ", ".join(
+                    f"{k} {v:.3f}"
+                    for k, v in self.curve[-1].items()
+                    if k not in ("step", "seconds")
+                )
+                if self.curve
+                else ""
+            )
+            print(
+                f"step {self.batches:,}, {self.seconds_used:.0f} s: {values}",
+                flush=True,
+            )
         if self.seconds_used >= self.budget:
             self.stopped = True
             self.model.stop_training = True
+
+    def _record(self):
+        """Window means from the epoch's running means: (n2 m2 - n1 m1) / (n2 - n1)."""
+        n1, means1 = self._last
+        n2 = self._epoch_batches
+        point = {"step": self.batches, "seconds": self.seconds_used}
+        means2 = {}
+        for key, value in self.logs.items():
+            try:
+                means2[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+            point[key] = (n2 * means2[key] - n1 * means1.get(key, 0.0)) / (n2 - n1)
+        self.curve.append(point)
+        self._last = (n2, means2)
 
     def on_train_end(self, logs=None):
         self.seconds_used = time.perf_counter() - self._started
@@ -599,3 +856,27 @@ class TimeBudget(keras.callbacks.Callback):
         if self.tokens_per_batch is None or not self.seconds_used:
             return None
         return self.tokens / self.seconds_used
+
+
+def plot_curve(budget, metrics=("loss", "masked_accuracy"), label=None):
+    """The `TimeBudget`'s curve: each metric against the training step.
+
+    Returns:
+        The matplotlib figure (one panel per metric found in the curve).
+    """
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if budget.curve and m in budget.curve[0]]
+    fig, axes = plt.subplots(
+        1, max(len(metrics), 1), figsize=(5 * max(len(metrics), 1), 3.2)
+    )
+    steps = [p["step"] for p in budget.curve]
+    for ax, metric in zip(np.atleast_1d(axes), metrics, strict=False):
+        ax.plot(steps, [p[metric] for p in budget.curve], label=label)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        if label:
+            ax.legend()
+    fig.tight_layout()
+    return fig

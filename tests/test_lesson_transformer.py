@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from typing import ClassVar
+
 import keras
 import numpy as np
 import pytest
@@ -212,3 +214,116 @@ def test_translate_decodes_with_the_given_decoder(small_corpus):
         data.translate(model, sentences[:2], 6, decode=decode_past_the_end)
         == [L.tidy(expected)] * 2
     )
+
+
+def test_encoder_self_attention_of_a_chosen_layer():
+    model = tiny_transformer()
+    source = [2, 5, 6, 7, 3, 0, 0]  # padded
+    scores = L.encoder_self_attention(model, source)
+    assert scores.shape == (2, 7, 7)  # (heads, S, S)
+    np.testing.assert_allclose(scores[:, :5].sum(-1), 1.0, atol=1e-5)  # real rows
+    assert np.abs(scores[..., 5:]).max() < 1e-6  # padding gets no attention
+    first = L.encoder_self_attention(model, source, layer=0)
+    # layer 0 sees the embedding: the same weights as its attention called by hand
+    enc = model.encoder
+    ids = np.array([source], "int32")
+    x = enc.embedding(ids)
+    mask = np.array([[True] * 5 + [False] * 2])
+    _, expected = enc.blocks[0].self_attention(
+        x, x, attention_mask=mask[:, None, :], return_attention_scores=True
+    )
+    np.testing.assert_allclose(first, np.asarray(expected)[0], atol=1e-6)
+    assert np.abs(first - scores).max() > 1e-4  # the last layer differs
+    fig = L.plot_cross_attention(
+        scores, list("SABCE"), list("SABCE"), title="encoder self-attention"
+    )
+    assert fig._suptitle.get_text() == "encoder self-attention"
+
+
+class _ScriptedModel:
+    """Next-token probabilities that depend on the prefix only.
+
+    Vocabulary: 0 pad, 1 unk, 2 start, 3 end, 4 "a", 5 "b". After [start]:
+    a 0.5, b 0.4. After "a": every token about equally likely (end 0.25).
+    After "b": end 0.9. Greedy takes "a" (0.5 * 0.25 = 0.125); the better
+    sentence is "b" [end] (0.4 * 0.9 = 0.36).
+    """
+
+    table: ClassVar = {
+        (2,): [0.01, 0.01, 0.0, 0.08, 0.5, 0.4],
+        (2, 4): [0.01, 0.01, 0.0, 0.25, 0.24, 0.24],
+        (2, 5): [0.01, 0.01, 0.0, 0.9, 0.04, 0.04],
+    }
+
+    def __call__(self, inputs, training=None):
+        _source, known = inputs
+        known = np.asarray(known)
+        rows = [
+            self.table.get(tuple(r[r != 0]), [0.01, 0.01, 0.0, 0.9, 0.04, 0.04])
+            for r in known
+        ]
+        last = np.log(np.asarray(rows) + 1e-9)
+        logits = np.zeros((len(known), known.shape[1], 6), "float32")
+        logits[:, -1] = last
+        return logits
+
+
+def test_beam_search_finds_what_greedy_misses():
+    source = np.array([[7, 8], [7, 0]], "int32")
+    model = _ScriptedModel()
+    greedy = L.beam_search(model, source, 2, 3, 5, beam_width=1, compiled=False)
+    np.testing.assert_array_equal(greedy[:, :2], [[4, 3], [4, 3]])
+    beam = L.beam_search(model, source, 2, 3, 5, beam_width=2, compiled=False)
+    np.testing.assert_array_equal(beam, [[5, 3], [5, 3]])  # stops once all ended
+    with pytest.raises(ValueError, match="beam_width"):
+        L.beam_search(model, source, 2, 3, 5, beam_width=0, compiled=False)
+
+
+def test_beam_search_of_width_one_is_greedy_decoding_on_a_transformer():
+    model = tiny_transformer()
+    bias = model.final.bias.numpy()
+    bias[0] = -30.0  # beam search never pads a live prefix: neither may greedy here
+    model.final.bias.assign(bias)
+    source = np.array([[2, 5, 6, 7, 3, 0], [2, 8, 3, 0, 0, 0]], "int32")
+    greedy = T.greedy_decode(model, source, 2, 3, 6)
+    one = L.beam_search(model, source, 2, 3, 6, beam_width=1)
+    np.testing.assert_array_equal(one, greedy)
+    four = L.beam_search(model, source, 2, 3, 6, beam_width=4)
+    assert four.dtype == np.int32 and four.shape[0] == 2 and four.shape[1] <= 6
+    for row in four:  # padding only after the end
+        ended = np.cumsum(row == 3) > 0
+        assert (row[ended & (np.cumsum(ended) > 1)] == 0).all()
+
+
+def test_bleu_by_hand_agrees_with_sacrebleu():
+    hypotheses = ["the cat the cat sat on the mat.", "i have two dogs."]
+    references = ["the cat sat on the mat.", "i have got two dogs."]
+    parts = L.bleu_by_hand(hypotheses, references)
+    # unigrams: "the" 3 times in the first translation, twice in its reference
+    assert parts["counts"][0] == 7 + 5 and parts["totals"][0] == 9 + 5
+    assert parts["hyp_len"] == 14 and parts["ref_len"] == 13
+    assert parts["brevity_penalty"] == 1.0
+    assert parts["by_hand"] == pytest.approx(parts["sacrebleu"], abs=1e-9)
+    short = L.bleu_by_hand(["the cat sat."], ["the cat sat on the mat."])
+    assert short["brevity_penalty"] == pytest.approx(np.exp(1 - 7 / 4))
+
+
+def test_time_budget_curve_holds_window_means(capsys):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile("sgd", "mse")
+    model.layers[0].set_weights([np.zeros((1, 1), "float32")])
+    x = np.repeat(np.arange(1, 7, dtype="float32"), 4)[
+        :, None
+    ]  # batches of 4: y = 1..6
+    budget = L.TimeBudget(1e6, record_every=2, report_every=3)
+    model.compile(keras.optimizers.SGD(0.0), "mse")  # no learning: loss = y ** 2
+    model.fit(
+        x, x, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[budget]
+    )
+    assert [p["step"] for p in budget.curve] == [2, 4, 6, 8, 10, 12]
+    # windows of two batches, also across the epoch boundary
+    expected = [(1 + 4) / 2, (9 + 16) / 2, (25 + 36) / 2] * 2
+    np.testing.assert_allclose([p["loss"] for p in budget.curve], expected, rtol=1e-5)
+    assert capsys.readouterr().out.count("step ") == 4  # steps 3, 6, 9, 12
+    fig = L.plot_curve(budget, metrics=("loss",))
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
