@@ -13,7 +13,12 @@ import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["StepDecoder", "bahdanau_encoder_decoder", "decode_with_attention"]
+__all__ = [
+    "StepDecoder",
+    "bahdanau_encoder_decoder",
+    "decode_with_attention",
+    "step_greedy_decode",
+]
 
 
 class StepDecoder(keras.layers.Layer):
@@ -104,9 +109,11 @@ def bahdanau_encoder_decoder(step, source_vocab_size, units, embedding_dim=32):
     be `units`) over the target with `StepDecoder`.
 
     Returns:
-        `(model, inspector)`: `model([sources, decoder_inputs])` gives the
-        per-step distributions `(B, T, V)`; `inspector` the attention weights
-        `(B, T, Tk)`.
+        `(model, inspector, encoder)`: `model([sources, decoder_inputs])`
+        gives the per-step distributions `(B, T, V)`; `inspector` the
+        attention weights `(B, T, Tk)`; `encoder(sources)` the encoder states
+        `H` and the last one (for `step_greedy_decode`). The three share
+        their layers.
     """
     sources = keras.Input(shape=(None,), dtype="int32", name="sources")
     decoder_inputs = keras.Input(shape=(None,), dtype="int32", name="decoder_inputs")
@@ -119,7 +126,45 @@ def bahdanau_encoder_decoder(step, source_vocab_size, units, embedding_dim=32):
     )
     model = keras.Model([sources, decoder_inputs], probs, name="bahdanau")
     inspector = keras.Model([sources, decoder_inputs], weights, name="bahdanau_weights")
-    return model, inspector
+    encoder = keras.Model(sources, [H, h_last], name="bahdanau_encoder")
+    return model, inspector, encoder
+
+
+def step_greedy_decode(encoder, step, sources, max_length, start_id=1, batch_size=512):
+    """Greedy decoding with a one-step decoder: one step call per character.
+
+    `lesson.greedy_decode` runs a teacher-forced model on the whole prefix
+    for every new character (`T (T + 1) / 2` decoder steps for `T`
+    characters); a step decoder carries its state instead, `T` steps.
+
+    Args:
+        encoder: `encoder(sources) -> (H, h_last)`.
+        step: `step(tokens, state, H, values_mask=...) -> (logits, state,
+            weights)`, the notebook's `BahdanauDecoderStep`.
+        sources: int `(B, Tk)`, 0-padded.
+        max_length: output steps.
+        start_id: the id of `<start>`.
+        batch_size: inputs decoded at once.
+
+    Returns:
+        `(predicted, weights)`: int32 `(B, max_length)` and float
+        `(B, max_length, Tk)`, the attention of the step that wrote each
+        character.
+    """
+    sources = np.asarray(sources, "int32")
+    predicted = np.zeros((len(sources), max_length), "int32")
+    attention = np.zeros((len(sources), max_length, sources.shape[1]), "float32")
+    for begin in range(0, len(sources), batch_size):
+        batch = sources[begin : begin + batch_size]
+        H, state = encoder(batch, training=False)
+        mask = batch != 0
+        tokens = np.full((len(batch),), start_id, "int32")
+        for t in range(max_length):
+            logits, state, weights = step(tokens, state, H, values_mask=mask)
+            tokens = ops.convert_to_numpy(ops.argmax(logits, axis=-1)).astype("int32")
+            predicted[begin : begin + len(batch), t] = tokens
+            attention[begin : begin + len(batch), t] = ops.convert_to_numpy(weights)
+    return predicted, attention
 
 
 def decode_with_attention(model, inspector, sources, max_length, start_id=1):

@@ -25,10 +25,10 @@ def _batch():
 def _model(seed=0):
     keras.utils.set_random_seed(seed)
     step = R.BahdanauDecoderStep(VOCAB, 4, UNITS, attention_units=3)
-    return (
-        *L.bahdanau_encoder_decoder(step, SOURCE_VOCAB, UNITS, embedding_dim=5),
-        step,
+    model, inspector, encoder = L.bahdanau_encoder_decoder(
+        step, SOURCE_VOCAB, UNITS, embedding_dim=5
     )
+    return model, inspector, step, encoder
 
 
 def test_step_decoder_is_the_step_called_once_per_target_position():
@@ -59,7 +59,7 @@ def test_step_decoder_is_the_step_called_once_per_target_position():
 
 
 def test_model_outputs_distributions_and_masks_padded_steps():
-    model, inspector, _ = _model()
+    model, inspector, _, _ = _model()
     sources, decoder_inputs = _batch()
     probs = ops.convert_to_numpy(model([sources, decoder_inputs]))
     assert probs.shape == (3, 4, VOCAB)
@@ -75,10 +75,11 @@ def test_model_outputs_distributions_and_masks_padded_steps():
 
 
 def test_model_trains_with_fit_and_ignores_padded_targets():
-    model, _, step = _model()
+    model, _, step, _ = _model()
     sources, decoder_inputs = _batch()
     targets = np.roll(decoder_inputs, -1, axis=1)
     targets[decoder_inputs == 0] = 0
+    before = np.array(step.cell.kernel.numpy()).copy()
     model.compile(
         optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy"
     )
@@ -87,7 +88,8 @@ def test_model_trains_with_fit_and_ignores_padded_targets():
     )
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
-    assert step.cell.built  # the student's step itself was trained
+    # the step's own weights are trained
+    assert not np.allclose(np.array(step.cell.kernel.numpy()), before)
     # a padded target step changes nothing: its loss is masked
     changed = targets.copy()
     changed[2, 3] = 5
@@ -97,7 +99,7 @@ def test_model_trains_with_fit_and_ignores_padded_targets():
 
 
 def test_decode_with_attention_is_greedy_and_deterministic():
-    model, inspector, _ = _model(seed=3)
+    model, inspector, _, _ = _model(seed=3)
     sources, _ = _batch()
     predicted, weights = L.decode_with_attention(model, inspector, sources, 4)
     assert predicted.shape == (3, 4) and predicted.dtype == np.int32
@@ -110,3 +112,15 @@ def test_decode_with_attention_is_greedy_and_deterministic():
     known = np.concatenate([np.ones((3, 1), "int32"), predicted[:, :-1]], axis=1)
     probs = ops.convert_to_numpy(model([sources, known]))
     np.testing.assert_array_equal(probs.argmax(-1), predicted)
+
+
+def test_step_greedy_decode_is_the_model_decoded_one_step_at_a_time():
+    """Carrying the step's state gives what the teacher-forced model gives
+    fed its own predictions, with the same attention."""
+    model, inspector, step, encoder = _model(seed=4)
+    sources, _ = _batch()
+    predicted, weights = L.step_greedy_decode(encoder, step, sources, 4, batch_size=2)
+    expected, expected_weights = L.decode_with_attention(model, inspector, sources, 4)
+    np.testing.assert_array_equal(predicted, expected)
+    np.testing.assert_allclose(weights, expected_weights, atol=1e-5)
+    assert np.all(weights[1, :, 3:] == 0)
