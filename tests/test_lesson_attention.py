@@ -48,3 +48,101 @@ def test_lookup_model_wires_the_attention_weights_out():
     fig = la.plot_heads(weights[0], task.describe(0))
     assert len(fig.axes) == 4
     assert isinstance(model, keras.Model)
+
+
+def test_complexity_figure_draws_the_convolution_and_the_fitted_terms():
+    lengths = [16, 32, 64, 128]
+    d = 8
+    # times that follow the model exactly: 0.5 ms + 1e-6 ms per multiply-add
+    ops_ = [8 * (4 * n * d * d + 2 * n * n * d) for n in lengths]
+    times = [0.5 + 1e-6 * o for o in ops_]
+    cost = la.attention_cost_model(times, lengths, d, batch=8)
+    assert abs(cost["overhead_ms"] - 0.5) < 1e-6
+    assert abs(cost["ns_per_op"] - 1.0) < 1e-6
+    assert cost["crossover"] == 16
+    # the two terms are equal at n = 2d
+    assert abs(cost["projections_ms"][0] - cost["scores_ms"][0]) < 1e-9
+    assert cost["scores_ms"][-1] > cost["projections_ms"][-1]
+    fig = la.plot_complexity({"attention": times}, lengths, d, cost=cost)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert any("projections" in label for label in labels)
+    assert any("scores" in label for label in labels)
+    assert any("convolution" in line.get_label() for line in fig.axes[2].get_lines())
+    assert any("convolution" in line.get_label() for line in fig.axes[1].get_lines())
+
+
+def test_cost_model_stays_non_negative_on_noisy_times():
+    cost = la.attention_cost_model([5.0, 1.0, 2.0], [16, 32, 64], 8)
+    assert cost["overhead_ms"] >= 0 and cost["ns_per_op"] >= 0
+
+
+def test_pronoun_model_names_a_word_and_exposes_every_layers_weights():
+    from autograder.data import pronouns
+
+    data = pronouns.load_pronouns("test", size=8)  # both kinds of template
+    ids = pronouns.encode(data.sentences)
+    model, probe = la.build_pronoun_model(
+        lambda: MultiHeadAttention(2, 4),
+        len(pronouns.VOCAB),
+        pronouns.MAX_LENGTH,
+        d_model=8,
+        num_layers=2,
+        ff_dim=16,
+    )
+    assert model([ids, data.pronoun]).shape == (8, len(pronouns.VOCAB))
+    weights = [np.asarray(w) for w in probe(ids)]
+    assert len(weights) == 2
+    assert weights[0].shape == (8, 2, pronouns.MAX_LENGTH, pronouns.MAX_LENGTH)
+    np.testing.assert_allclose(weights[-1].sum(-1), 1.0, atol=1e-5)
+    # padding is never attended to
+    padded = ids == 0
+    assert padded.any()
+    for layer in weights:
+        assert np.abs(layer * padded[:, None, None, :]).max() == 0
+    accuracy = la.pronoun_accuracy(model, data)
+    assert set(accuracy) == {"all", "either_order", "one_way"}
+    assert 0 <= accuracy["all"] <= 1
+
+
+def test_pronoun_head_report_measures_weight_on_the_right_noun():
+    from autograder.data import pronouns
+
+    data = pronouns.load_pronouns("test", size=40)
+    n, heads, t = len(data), 3, pronouns.MAX_LENGTH
+    weights = np.zeros((n, heads, t))
+    rows = np.arange(n)
+    weights[rows, 0, data.referent_positions] = 1.0  # head 0: the right noun
+    weights[rows, 1, data.nouns[rows, 1 - data.labels]] = 1.0  # head 1: the other
+    weights[:, 2, :] = 1.0 / t  # head 2: everywhere
+    report = la.pronoun_head_report(weights, data)
+    np.testing.assert_allclose(report["right"], [1.0, 0.0, 1.0 / t])
+    np.testing.assert_allclose(report["other"], [0.0, 1.0, 1.0 / t])
+    np.testing.assert_allclose(report["prefers_right"], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(report["right_creature"], [1.0, 0.0, 1.0 / t])
+    np.testing.assert_allclose(report["predicate"][:2], [0.0, 0.0])
+
+
+def test_pronoun_weights_reads_the_row_of_it_and_the_figure_marks_the_referent():
+    from autograder.data import pronouns
+
+    pair = pronouns.classic_pair()
+    t = pronouns.MAX_LENGTH
+
+    def probe(ids):
+        # one layer, one head; query i puts all its weight on key i (identity)
+        eye = np.broadcast_to(np.eye(t), (len(ids), 1, t, t))
+        return [eye.astype("float32")]
+
+    weights = la.pronoun_weights(probe, pair)
+    assert weights.shape == (2, 1, t)
+    assert np.all(weights[np.arange(2), 0, pair.pronoun] == 1.0)
+    fig = la.plot_pronoun_attention(np.repeat(weights, 4, axis=1), pair, title="x")
+    heatmaps = [ax for ax in fig.axes if ax.get_images() and ax.get_xticklabels()]
+    assert len(heatmaps) == 2
+    for row, ax in enumerate(heatmaps[:2]):
+        labels = [label.get_text() for label in ax.get_xticklabels()]
+        assert labels == list(pair.sentences[row])
+        assert ax.get_images()[0].get_array().shape == (4, len(pair.sentences[row]))
+        assert len(ax.patches) == 1  # the box on the referent
+        x = ax.patches[0].get_x() + 0.5
+        assert labels[round(x)] == pair.referents[row]

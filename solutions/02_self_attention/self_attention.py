@@ -7,8 +7,11 @@
 # (Vaswani et al., *Attention Is All You Need*, 2017) is built from. You write
 # it yourself, all of it, and the checks prove your `MultiHeadAttention` equal
 # to Keras's own `keras.layers.MultiHeadAttention`, weight for weight. From
-# Assignment 3 on we use Keras's layer (and its fused fast path) knowing
-# exactly what it computes.
+# Assignment 3 on we use Keras's layer knowing exactly what it computes. Keras
+# may run it through a *fused kernel*: one compiled routine that does the
+# scores, the softmax and the weighted sum in one pass (on a suitable GPU,
+# FlashAttention) without writing the `(T, S)` weights to memory; it is
+# faster, and it is skipped when you ask for the weights.
 #
 # **How this notebook works.**
 # * Cells that say `# YOUR CODE HERE` / `raise NotImplementedError()` are yours.
@@ -18,7 +21,10 @@
 #   reference and, when they differ, shows the inputs, the largest difference
 #   and the most likely mistake.
 # * When your notebook is graded, the check cells run again, together with
-#   **hidden tests** (other shapes, masks, head counts, a compiled call).
+#   **hidden tests** (other shapes, masks, head counts, a compiled call: a
+#   model run with `jit_compile=True`, which hands the whole computation to
+#   XLA, TensorFlow's compiler, to fuse and optimise; code that works only
+#   step by step in Python, e.g. by reading a tensor's value, fails there).
 # * While grading, the check cells only *record* what your code outputs; the
 #   grader compares those outputs with the reference in its own process, and
 #   reads (without running) every cell you wrote. A graded answer must be
@@ -42,6 +48,18 @@
 # `S` key/value positions, `h` heads, `d_k`, `d_v` the size of one head,
 # `d_model` the model's width. A **mask is True where attention is allowed**
 # (a real token, a position in the past), as Keras uses it.
+#
+# **Vectors are rows.** A sequence is a matrix $X$ of shape `(T, d_model)`
+# (with a batch, `(B, T, d_model)`), one row per position, and a learned
+# projection multiplies on the right: $x W$, with $W$ of shape
+# `(d_in, d_out)`. That is how a Keras `Dense` kernel is stored and used
+# (`x @ kernel`), and how every formula, shape and docstring of this notebook
+# is written. Papers and lecture notes that use column vectors write $W x$
+# with $W$ of shape `(d_out, d_in)`: the same map with the matrix transposed,
+# since $(W x)^\top = x^\top W^\top$. The Transformer paper itself uses rows
+# ($Q W_i^Q$ with $W_i^Q \in \mathbb{R}^{d_{model} \times d_k}$), so its
+# formulas read here unchanged; in $Q K^\top$, entry $(i, j)$ is the dot
+# product of row $i$ of $Q$ (query $i$) with row $j$ of $K$ (key $j$).
 
 # %%
 try:  # first: keeps TensorFlow's log lines out of your cells
@@ -57,6 +75,8 @@ except ModuleNotFoundError as missing:
 lesson.show_versions()
 
 # %%
+import time
+
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
@@ -68,7 +88,7 @@ from autograder.checks import (
     check_multi_head_attention,
     check_scaled_dot_product_attention,
 )
-from autograder.data import lookup
+from autograder.data import lookup, pronouns
 
 RUN_EXPERIMENTS = not lesson.grading()  # skipped while nbgrader grades
 keras.utils.set_random_seed(0)
@@ -85,9 +105,10 @@ keras.utils.set_random_seed(0)
 # In Assignment 1 the query was the decoder's state and the keys and values were
 # the encoder's states. In **self-attention** queries, keys and values all come
 # from the same sequence $X$ (one row per position), through three learned
-# projections:
+# projections (rows times matrices, as everywhere here):
 #
-# $$Q = X W^Q,\qquad K = X W^K,\qquad V = X W^V.$$
+# $$Q = X W^Q,\qquad K = X W^K,\qquad V = X W^V,\qquad
+# W^Q, W^K \in \mathbb{R}^{d_{model} \times d_k},\ W^V \in \mathbb{R}^{d_{model} \times d_v}.$$
 #
 # Position $i$'s output is a mixture of every position's value, weighted by how
 # well $i$'s query matches each key. Nothing is sequential: all positions are
@@ -379,19 +400,41 @@ if RUN_EXPERIMENTS:
 # %% [markdown]
 # ## 5. Why self-attention? Measured, not recited
 #
-# The paper compares one self-attention layer with one recurrent layer on a
-# sequence of $n$ positions of width $d$:
+# The paper (its Table 1) compares one self-attention layer with one
+# recurrent and one convolutional layer (kernel width $k$) on a sequence of
+# $n$ positions of width $d$:
 #
 # | layer | operations | sequential operations | longest path between two positions |
 # |---|---|---|---|
 # | self-attention | $O(n^2 d)$ | $O(1)$ | $O(1)$ |
 # | recurrent | $O(n d^2)$ | $O(n)$ | $O(n)$ |
+# | convolutional | $O(k\, n\, d^2)$ | $O(1)$ | $O(\log_k n)$ (dilated; $O(n/k)$ contiguous) |
 #
-# Self-attention does more arithmetic when $n > d$, but all of it at once; a
-# recurrent layer does its $n$ steps one after the other, and information from
-# position 1 reaches position $n$ through $n - 1$ steps (where it fades: the
-# bottleneck of Assignment 1). Time your own layer against Keras's GRU on this
-# machine:
+# *Sequential operations* count the steps that must wait for the one before:
+# a recurrent layer's $n$ steps run one after the other, while every position
+# of an attention or convolution layer is computed at once. The *path* is how
+# many layers (or steps) a signal crosses from position 1 to position $n$:
+# information fades along a long path (the bottleneck of Assignment 1); a
+# convolution of width $k$ reaches $k - 1$ positions further per layer, so
+# it needs a stack of about $n/k$ layers, or $\log_k n$ if the layers are
+# dilated (each skips more positions than the one before).
+#
+# The $O(n^2 d)$ of the table counts only what is new in attention: the
+# scores $Q K^\top$ ($n^2 d$ multiply-adds) and the weighted sum of the values
+# ($n^2 d$). The layer you wrote also **projects**: $Q$, $K$, $V$ and the
+# output are four $(n, d) \times (d, d)$ products, $4 n d^2$ more. So the
+# layer you time costs
+#
+# $$\underbrace{4 n d^2}_{\text{projections}} + \underbrace{2 n^2 d}_{\text{scores and sum}}
+# \quad\text{multiply-adds per sequence},$$
+#
+# and the two terms are equal at $n = 2d$. Below it the projections dominate
+# (the layer grows linearly in $n$, like a recurrent layer); above it the
+# quadratic term does. Time your own layer against Keras's GRU and a
+# convolution (`Conv1D`, $k = 3$) on this machine, then fit the formula to
+# your times (each layer is wrapped in `tf.function`, which traces it once
+# into a TensorFlow graph and then runs the graph without Python, so the
+# times measure the arithmetic rather than Python's per-operation overhead):
 
 # %%
 if RUN_EXPERIMENTS:
@@ -399,38 +442,75 @@ if RUN_EXPERIMENTS:
     d_model = 64
     attention = MultiHeadAttention(num_heads=4, key_dim=16)
     gru = keras.layers.GRU(d_model, return_sequences=True)
+    conv = keras.layers.Conv1D(d_model, 3, padding="same")
     times = la.time_layers(
-        {"your self-attention": lambda x: attention(x, x), "keras GRU": gru},
+        {"your self-attention": lambda x: attention(x, x), "keras GRU": gru,
+         "Conv1D, k=3": conv},
         lengths,
         d_model=d_model,
     )
-    la.plot_complexity(times, lengths, d_model)
+    cost = la.attention_cost_model(times["your self-attention"], lengths, d_model)
+    la.plot_complexity(times, lengths, d_model, kernel_size=3, cost=cost)
     plt.show()
-    rows = zip(lengths, times["your self-attention"], times["keras GRU"], strict=True)
-    for n, a, r in rows:
-        print(f"n = {n:4d}: self-attention {a:7.1f} ms, GRU {r:7.1f} ms")
+    for i, n in enumerate(lengths):
+        print(f"n = {n:4d}: self-attention {times['your self-attention'][i]:7.1f} ms, "
+              f"GRU {times['keras GRU'][i]:7.1f} ms, Conv1D {times['Conv1D, k=3'][i]:5.1f} ms")
+    print(f"fit: {cost['overhead_ms']:.2f} ms fixed + {cost['ns_per_op']:.3f} ns per "
+          f"multiply-add; the terms cross at n = 2d = {cost['crossover']}")
 
 # %% [markdown]
-# On a CPU the GRU's steps are cheap, but there are $n$ of them in a row; the
-# attention layer's cost grows as $n^2$ yet stays one parallel operation,
-# which is what a GPU is built for. The crossover of the arithmetic is at
-# $n = d$; for the sentence lengths of translation ($n \approx 30$,
-# $d = 512$) self-attention is the cheaper of the two even in operations.
+# What you should see (the fastest of 7 runs, batch 8, $d = 64$; measured
+# on 2 CPU cores shared with other busy programs, so expect some scatter):
+#
+# | n | 16 | 64 | 128 | 256 | 512 |
+# |---|---|---|---|---|---|
+# | your self-attention (ms) | 0.8-1.2 | 1.1-1.5 | 3.9-4.8 | 4.7-9.4 | 15-16 |
+# | GRU (ms) | 1.1-1.8 | 3.1-4.0 | 5.1-9.2 | 11-19 | 22-31 |
+# | Conv1D, k = 3 (ms) | 0.6-0.8 | 0.8-1.1 | 0.8 | 1.0-2.8 | 1.9-4.0 |
+#
+# and a fit of about **1.5 ms fixed plus 0.04 ns per multiply-add** (25
+# billion a second on two cores). Read it term by term:
+#
+# * up to $n \approx 128$ the **fixed cost** dominates: launching the layer's
+#   twenty-odd operations takes longer than their arithmetic (under 0.5 ms
+#   at $n = 64$); the $4 n d^2$ projections, the larger of the two terms
+#   there, are hidden under it;
+# * past $n = 2d = 128$ the dashed lines cross and the **quadratic term**
+#   takes over: at $n = 512$ it is 80% of the arithmetic, and the time
+#   grows faster than $n$ (in the limit, four times for each doubling);
+# * the GRU grows linearly, about 50 microseconds a step, one step after
+#   the other; the convolution is the cheapest, linear, and all at once.
+#
+# On a CPU, TensorFlow runs these matrix products through oneDNN (Intel's
+# library of optimised CPU kernels; the log line "oneDNN custom operations
+# are on" says so). With two cores there is little parallelism to exploit,
+# so at $n = 512$ your attention is only about 1.4 to 2 times faster than the
+# GRU; a GPU, with thousands of cores, computes all $n$ positions of
+# attention at once, while the GRU's steps still wait for one another. If
+# your numbers are far off, another program was busy: run the cell again.
+#
+# For translation ($n \approx 30$ words, $d = 512$) the quadratic term is a
+# small part of the cost ($2 n^2 d$ is $n / 2d \approx 3\%$ of $4 n d^2$): the
+# projections and the feed-forward layers dominate, and self-attention wins
+# over recurrence by running all positions at once (a GPU's strength) and by
+# its path of length 1. The $n^2$ term matters for long inputs (documents,
+# images, audio), which is why so much work goes into fused kernels and
+# cheaper approximations of attention.
 
 # %% [markdown]
 # ## 6. Seeing the heads
 #
-# The famous picture, where a head links "it" to "the animal" in *The animal
-# didn't cross the street because it was too tired*, needs a trained
-# Transformer, and we download no weights. So we train a tiny one, on a task
-# where a token must **find another by content**: a list of `letter=digit`
-# items, then `?` and a letter; the answer is that letter's digit.
+# Attention is famous for pictures where a head links two words (section 7
+# draws the best known one). We download no trained weights, so we train
+# our own models, first on a task where a token must **find another by
+# content**: a list of `letter=digit` items, then `?` and a letter; the
+# answer is that letter's digit.
 #
 # `c=4 a=7 f=1 h=0 b=2 e=9 ? a`  $\to$ `7`
 #
 # The question `a` is at the end; its item `a=7` can be anywhere. One layer of
 # *your* multi-head attention, an embedding and a small classifier read at the
-# last position: about a minute on two CPU cores.
+# last position: 628 steps (4 epochs), about 15 s on two CPU cores.
 
 # %%
 task = lookup.make_lookup(20000, items=6, seed=0)
@@ -455,7 +535,7 @@ if RUN_EXPERIMENTS:
         task.tokens,
         task.answers,
         validation_data=(test.tokens, test.answers),
-        epochs=8 if not lesson.QUICK else 1,
+        epochs=4 if not lesson.QUICK else 1,
         batch_size=128,
         verbose=2,
     )
@@ -485,11 +565,196 @@ if RUN_EXPERIMENTS:
         print(f"head {head}: {100 * share:5.1f}% of its weight on the asked item")
 
 # %% [markdown]
-# On a task this easy, several heads learn the same lookup: heads are
-# redundant, which is also why a trained Transformer keeps most of its quality
-# when some heads are pruned. Rerun the training with `num_heads=1` and see one
-# head carry the task alone, or with `key_dim=1` and see how small a head can
-# still be when its only job is to match one letter.
+# Expect 100% on the test lists from the third epoch on (seed 0). On this
+# task the heads are **redundant**: each of the four puts 64% to 72% of its
+# weight on the asked item (measured, seed 0). Several heads learn
+# the same lookup, which is also why a trained Transformer often keeps most of
+# its quality when some heads are pruned. Rerun the training with
+# `num_heads=1` and see one head carry the task alone, or with `key_dim=1`
+# and see how small a head can be when its only job is to match one letter.
+#
+# Here the question already says what it looks for (the letter `a` matches
+# the item `a=7`), so one layer is enough. Words are harder.
+
+# %% [markdown]
+# ## 7. Self-attention on language: what is "it"?
+#
+# > The animal didn't cross the street because it was too **tired**.
+# > The animal didn't cross the street because it was too **wide**.
+#
+# The same words up to "it", and "it" is the animal in one sentence and the
+# street in the other: only the adjective *after* the pronoun decides, by
+# meaning (animals get tired, streets are wide). This is the sentence the
+# Transformer was famously drawn with. We train a small Transformer encoder,
+# built from **your** `MultiHeadAttention`, to resolve "it", and look.
+#
+# **The data** (`autograder.data.pronouns`, dataset card in `data/README.md`):
+# 20 creatures, 20 places, 12 predicates that fit only creatures (`was too
+# tired`, `was limping`, ...) and 12 that fit only places (`was too wide`,
+# `was flooded`, ...), in 12 templates; half of the templates take the
+# creature first, or the place first, and the other half either way round.
+# Sentences come in **twins**, the same sentence with a creature's predicate
+# and with a place's, so the answer is never given away by the nouns, their
+# order, the template or where "it" stands: each of these cues alone predicts
+# the answer 50% of the time (measured on the test split, and tested). The
+# **test** sentences use (noun, predicate) combinations held out of training:
+# the model has seen `animal` and `was too tired`, but never together; the two
+# sentences above are both held out.
+
+# %%
+if RUN_EXPERIMENTS:
+    corpus = pronouns.load_pronouns("train", size=4000 if lesson.QUICK else 20000)
+    held_out = pronouns.load_pronouns("test")
+    classic = pronouns.classic_pair()
+    for row in range(4):
+        print(f"{corpus.text(row):70s} -> it = {corpus.referents[row]}")
+    print(f"{len(corpus)} training and {len(held_out)} test sentences, "
+          f"{len(pronouns.VOCAB)} words, at most {pronouns.MAX_LENGTH} words each")
+
+# %% [markdown]
+# **The model.** Word embedding plus a learned position embedding, then two
+# encoder layers, each your self-attention (4 heads of 16) followed by a small
+# feed-forward layer, both with a residual connection and layer
+# normalisation, as in the paper (without dropout, the random zeroing of
+# activations that fights over-fitting; this task needs none). The output at
+# the position of "it" goes through one `Dense` layer to a softmax over the
+# whole vocabulary: the model must **name** the noun.
+#
+# Why two layers? In the first, "it" cannot yet know what to look for: the
+# word that decides comes after it. A first layer can bring the predicate to
+# "it"; only then can "it", in the second layer, look for a noun of the
+# right kind. Why name the noun, rather than answer "first" or "second"? The
+# model then has to fetch the noun's identity from the noun's own position,
+# which is what we want to see attention do. (We tried the other readouts,
+# same data and training: answering "first/second" also reaches 100% on the
+# test split, but the last layer's heads put at most 28% of their weight on
+# the right noun, and three heads of four put more on the other noun;
+# scoring the two candidate words by their embeddings reaches 100% while the
+# last layer's heads put 4% on either noun and 33% to 53% on the predicate.
+# Accuracy alone does not tell you where a model looks.)
+#
+# Expect, with seed 0 on 2 CPU cores: training accuracy near 76% after the
+# first epoch and 100% after the second (626 steps of 64 sentences, 30 s on
+# a busy machine, about half that on a quiet one), **100.0%** of the 2,000
+# held-out sentences right, on the either-order templates as on the others,
+# and both classic sentences right (`animal`, `street`), though neither was
+# ever seen in training. Other seeds gave the same 100.0% (seeds 1 and 2).
+# If you get much less, check that your layer applies `value_mask` (the
+# padding at the end of short sentences must get no weight).
+
+# %%
+if RUN_EXPERIMENTS:
+    keras.utils.set_random_seed(0)
+    encoder, encoder_probe = la.build_pronoun_model(
+        lambda: MultiHeadAttention(num_heads=4, key_dim=16),
+        len(pronouns.VOCAB),
+        pronouns.MAX_LENGTH,
+        d_model=64,
+        num_layers=2,
+    )
+    encoder.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    started = time.perf_counter()
+    encoder.fit(
+        [pronouns.encode(corpus.sentences), corpus.pronoun],
+        corpus.referent_ids,
+        epochs=1 if lesson.QUICK else 2,
+        batch_size=64,
+        verbose=2,
+    )
+    seconds = time.perf_counter() - started
+    accuracy = la.pronoun_accuracy(encoder, held_out)
+    print(f"trained in {seconds:.0f} s; held-out combinations: "
+          f"{100 * accuracy['all']:.1f}% right ({100 * accuracy['either_order']:.1f}% "
+          f"on the either-order templates, {100 * accuracy['one_way']:.1f}% on the others)")
+    named = np.argmax(encoder.predict([pronouns.encode(classic.sentences),
+                                       classic.pronoun], verbose=0), -1)
+    for row in range(2):
+        print(f"{classic.text(row)}  ->  it = {pronouns.VOCAB[named[row]]}")
+
+# %% [markdown]
+# Now the picture: for each of the two sentences, each head's attention from
+# "it" (a row) over the words, in the **last** layer, then in the first. The
+# red box is the noun "it" refers to.
+
+# %%
+if RUN_EXPERIMENTS:
+    for layer, name in ((-1, "last (second) layer"), (0, "first layer")):
+        la.plot_pronoun_attention(
+            la.pronoun_weights(encoder_probe, classic, layer=layer),
+            classic,
+            title=f'Where "it" looks, {name}',
+        )
+        plt.show()
+
+# %% [markdown]
+# One pair of sentences is an anecdote. Measure every head over the 2,000
+# held-out sentences: the mean weight "it" puts on the right noun, on the
+# other noun and on the predicate's last word, the weight on the right noun
+# when "it" is a creature and when it is a place, and how often the head
+# prefers the right noun to the other.
+
+# %%
+if RUN_EXPERIMENTS:
+    for layer in (0, -1):
+        report = la.pronoun_head_report(
+            la.pronoun_weights(encoder_probe, held_out, layer=layer), held_out
+        )
+        print(f"layer {layer % 2 + 1}: right noun  other noun  predicate  "
+              f"(right if creature / place)  prefers right")
+        for h in range(len(report["right"])):
+            print(f"  head {h}:   {report['right'][h]:5.2f}      {report['other'][h]:5.2f}"
+                  f"      {report['predicate'][h]:5.2f}        {report['right_creature'][h]:5.2f}"
+                  f" / {report['right_place'][h]:4.2f}            {100 * report['prefers_right'][h]:5.1f}%")
+    best = int(np.argmax(report["right"]))
+    print(f"best head of the last layer: head {best}, "
+          f"{100 * report['right'][best]:.0f}% of its weight on the right noun, "
+          f"{100 * report['other'][best]:.0f}% on the other")
+
+# %% [markdown]
+# **What you should see** (seed 0; other seeds share the pattern, not the
+# head numbers):
+#
+# * **The last layer finds the noun.** In the classic pair, with "tired",
+#   heads 0, 2 and 3 put 0.82, 0.93 and 0.68 of their weight on `animal`;
+#   with "wide", heads 0 and 1 put 0.99 on `street`. Over the held-out set
+#   the best head (head 0) puts **68%** of its weight on the right noun and
+#   **4%** on the other, and prefers the right one in 94.5% of the sentences;
+#   head 1 in 99.9%. (Seeds 1 and 2: best heads 54% and 71% on the right
+#   noun, 8% and 6% on the other.)
+# * **The heads divide the work by kind.** Head 1 puts 94% on the noun when
+#   "it" is a place and 7% when it is a creature; head 2 the reverse (75%
+#   and 4%), and when "it" is a place, head 2 looks at the predicate
+#   instead. Unlike the lookup task, where four heads did the same thing,
+#   these heads are **not** redundant: each covers a case.
+# * **The first layer prepares.** No first-layer head prefers the right noun
+#   (each does so in exactly 50% of the sentences): from "it" they read the
+#   predicate (`tired`, `wide`) and, in head 3, the place noun only when the
+#   predicate is a place's. That is the first step of the two: find out what
+#   "it" is, then find the noun.
+#
+# **When a head does not do it.** Attention weights show where a head reads,
+# not what the model uses, and there are many roads for information:
+#
+# * **another head or layer**: a head that puts nothing on the nouns may be
+#   bringing the predicate, while another finds the noun; the first layer's
+#   work here is exactly that;
+# * **the residual**: every layer adds its attention's output to its input,
+#   so what "it" gathered in the first layer is still there in the second;
+#   the second layer need not repeat it;
+# * **the readout**: the classifier reads the vector at "it", which holds
+#   whatever all heads of all layers brought; another readout would make
+#   other heads useful (the "first/second" readout above reaches 100% with
+#   little weight on the nouns).
+#
+# So a head whose weight sits on the right word is *evidence* of what the
+# model does, not an explanation of it: to show that a head matters, remove
+# it (set its weights to zero, or its output) and measure the accuracy again.
+# Try it: train with `num_heads=1`, or one layer (`num_layers=1`), and see
+# what the model can and cannot do.
 
 # %% [markdown]
 # ## Summary
@@ -501,5 +766,16 @@ if RUN_EXPERIMENTS:
 #   mask leaks the future.
 # * Multi-head attention splits the width into heads, computes them in one
 #   batched product, and merges them through $W^O$. Yours equals Keras's.
+# * Cost: one layer pays $4 n d^2$ for its projections and $2 n^2 d$ for the
+#   scores and the weighted sum; the second dominates only past $n = 2d$
+#   (measured here: a fixed 1.5 ms up to $n \approx 128$, then the quadratic
+#   term, 80% of the arithmetic at $n = 512$).
+# * Self-attention on words: two layers of your attention resolve "it" in
+#   held-out sentences (100.0% of 2,000, 626 training steps, seed 0). In the
+#   last layer the best head puts 68% of its weight on the right noun and 4%
+#   on the other; the heads split the cases by kind (one finds places, one
+#   creatures), while on the lookup task four heads did the same job.
+#   Attention weights are evidence of where information flows, not an
+#   explanation: other heads, the residual and the readout carry it too.
 #
 # Next, Assignment 3: the whole Transformer, trained to translate.
