@@ -563,3 +563,21 @@ def test_mismatched_orientation_named_where_the_matrix_is_square():
         with pytest.raises(CheckFailed) as verdict:
             decide("check_general_score", cases, observations, spec.expectations(cases))
         assert "square weight used the other way round" in str(verdict.value)
+
+
+@pytest.mark.parametrize("cases", ["visible", "hidden"])
+@pytest.mark.parametrize(
+    ("check", "broken", "hint"),
+    [
+        (checks.check_luong_attention, LuongConcatOrder, "[a_t; s_t], the context"),
+        (checks.check_bahdanau_decoder_step, StepConcatOrder, "[x_t; c_t], the embed"),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_a_swapped_concatenation_is_named_in_every_case_set(check, broken, hint, cases):
+    """The kernel's rows are fixed by the given weights: the other order is a
+    different function, named as such (the square `W_c` of Luong's hidden
+    case included)."""
+    with pytest.raises(CheckFailed) as failure:
+        check(broken, cases=cases)
+    assert hint in str(failure.value)
