@@ -141,6 +141,14 @@ def plot_complexity(times, lengths, d_model, kernel_size=3, cost=None):
         ):
             axes[0].plot(lengths, cost[key], "--", lw=1, label=label)
         axes[0].axvline(cost["crossover"], color="gray", lw=0.8, ls=":")
+        if cost["overhead_ms"] > 0:
+            axes[0].axhline(
+                cost["overhead_ms"],
+                color="gray",
+                lw=1,
+                ls="-.",
+                label="fixed cost (fit)",
+            )
     axes[0].set_xscale("log", base=2)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("sequence length n")
@@ -381,7 +389,9 @@ def plot_pronoun_attention(weights, data, title=None):
 
     weights = np.asarray(weights)
     rows, heads = weights.shape[:2]
-    fig, axes = plt.subplots(rows, 1, figsize=(9, 1.2 + 0.42 * heads * rows))
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(9, 0.6 + (1.5 + 0.4 * heads) * rows), layout="constrained"
+    )
     axes = np.atleast_1d(axes)
     for row, ax in enumerate(axes):
         words = data.sentences[row]
@@ -393,7 +403,7 @@ def plot_pronoun_attention(weights, data, title=None):
                     ax.text(
                         col,
                         h,
-                        f"{w:.2f}"[1:] if w < 1 else "1",
+                        f"{w:.2f}",
                         ha="center",
                         va="center",
                         fontsize=7,
@@ -403,14 +413,19 @@ def plot_pronoun_attention(weights, data, title=None):
         ax.add_patch(
             Rectangle((right - 0.5, -0.5), 1, heads, fill=False, lw=2, color="tab:red")
         )
+        pronoun = int(data.pronoun[row])
         ax.set_xticks(range(len(words)))
-        ax.set_xticklabels(words, rotation=45, ha="right", fontsize=9)
+        ax.set_xticklabels(
+            [f"[{w}]" if i == pronoun else w for i, w in enumerate(words)],
+            rotation=45,
+            ha="right",
+            fontsize=9,
+        )
         ax.get_xticklabels()[right].set_fontweight("bold")
-        ax.get_xticklabels()[int(data.pronoun[row])].set_color("tab:red")
         ax.set_yticks(range(heads))
         ax.set_yticklabels([f"head {h}" for h in range(heads)], fontsize=8)
-        ax.set_title(f'"it" = {data.referents[row]}', fontsize=9)
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label='weight from "it"')
+        ax.set_title(f'{" ".join(words)}   ("it" = {data.referents[row]})', fontsize=9)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="weight from [it]")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -422,7 +437,8 @@ def attention_cost_model(times, lengths, d_model, batch=8):
     The layer pays `4 n d^2` multiply-adds per sequence for its projections
     (queries, keys, values, output) and `2 n^2 d` for the scores `Q K^T` and
     the weighted sum of the values. Fits `time = overhead + c * (4 n d^2 +
-    2 n^2 d) * batch` by least squares (`c`, `overhead` >= 0).
+    2 n^2 d) * batch` by least squares on relative errors (`c`, `overhead`
+    >= 0).
 
     Returns:
         A dict: `"overhead_ms"`, `"ns_per_op"` (nanoseconds per
@@ -432,15 +448,14 @@ def attention_cost_model(times, lengths, d_model, batch=8):
     n = np.asarray(lengths, float)
     projections = 4 * n * d_model**2 * batch
     scores = 2 * n**2 * d_model * batch
-    design = np.stack([np.ones_like(n), projections + scores], axis=1)
-    (overhead, per_op), *_ = np.linalg.lstsq(
-        design, np.asarray(times, float), rcond=None
-    )
+    times = np.asarray(times, float)
+    total = projections + scores
+    # relative errors: every n counts, not only the slowest (noisiest) ones
+    design = np.stack([np.ones_like(n), total], axis=1) / times[:, None]
+    (overhead, per_op), *_ = np.linalg.lstsq(design, np.ones_like(n), rcond=None)
     if overhead < 0:  # keep both non-negative: refit through the origin
         overhead = 0.0
-        per_op = float(
-            np.dot(projections + scores, times) / np.sum((projections + scores) ** 2)
-        )
+        per_op = float(np.median(times / total))
     per_op = max(float(per_op), 0.0)
     return {
         "overhead_ms": float(overhead),

@@ -141,7 +141,9 @@ def test_pronoun_weights_reads_the_row_of_it_and_the_figure_marks_the_referent()
     assert len(heatmaps) == 2
     for row, ax in enumerate(heatmaps[:2]):
         labels = [label.get_text() for label in ax.get_xticklabels()]
-        assert labels == list(pair.sentences[row])
+        words = list(pair.sentences[row])
+        words[pair.pronoun[row]] = "[it]"  # the query is marked
+        assert labels == words
         assert ax.get_images()[0].get_array().shape == (4, len(pair.sentences[row]))
         assert len(ax.patches) == 1  # the box on the referent
         x = ax.patches[0].get_x() + 0.5

@@ -459,35 +459,36 @@ if RUN_EXPERIMENTS:
           f"multiply-add; the terms cross at n = 2d = {cost['crossover']}")
 
 # %% [markdown]
-# What you should see (the fastest of 7 runs, batch 8, $d = 64$; measured
-# on 2 CPU cores shared with other busy programs, so expect some scatter):
+# What you should see (the fastest of 7 runs, batch 8, $d = 64$; ranges
+# over four runs on 2 CPU cores shared with other busy programs):
 #
 # | n | 16 | 64 | 128 | 256 | 512 |
 # |---|---|---|---|---|---|
-# | your self-attention (ms) | 0.8-1.2 | 1.1-1.5 | 3.9-4.8 | 4.7-9.4 | 15-16 |
-# | GRU (ms) | 1.1-1.8 | 3.1-4.0 | 5.1-9.2 | 11-19 | 22-31 |
-# | Conv1D, k = 3 (ms) | 0.6-0.8 | 0.8-1.1 | 0.8 | 1.0-2.8 | 1.9-4.0 |
+# | your self-attention (ms) | 0.8-1.2 | 1.1-3.3 | 2.4-4.8 | 4.7-9.4 | 14-23 |
+# | GRU (ms) | 1.1-1.8 | 2.4-8.5 | 5-12 | 11-19 | 20-31 |
+# | Conv1D, k = 3 (ms) | 0.6-0.8 | 0.7-1.1 | 0.8-1.0 | 0.9-2.8 | 1.6-4.0 |
 #
-# and a fit of about **1.5 ms fixed plus 0.04 ns per multiply-add** (25
+# and a fit of about **1 ms fixed plus 0.05 ns per multiply-add** (some 20
 # billion a second on two cores). Read it term by term:
 #
-# * up to $n \approx 128$ the **fixed cost** dominates: launching the layer's
-#   twenty-odd operations takes longer than their arithmetic (under 0.5 ms
-#   at $n = 64$); the $4 n d^2$ projections, the larger of the two terms
-#   there, are hidden under it;
+# * up to $n \approx 64$ the **fixed cost** dominates: launching the layer's
+#   twenty-odd operations takes longer than their arithmetic (0.6 ms at
+#   $n = 64$); the $4 n d^2$ projections, the larger of the two terms there,
+#   are hidden under it;
 # * past $n = 2d = 128$ the dashed lines cross and the **quadratic term**
-#   takes over: at $n = 512$ it is 80% of the arithmetic, and the time
-#   grows faster than $n$ (in the limit, four times for each doubling);
-# * the GRU grows linearly, about 50 microseconds a step, one step after
+#   takes over: at $n = 512$ it is 80% of the arithmetic, and the time grows
+#   faster than $n$ (in the limit, four times for each doubling);
+# * the GRU grows linearly, some 40 to 60 microseconds a step, one step after
 #   the other; the convolution is the cheapest, linear, and all at once.
 #
 # On a CPU, TensorFlow runs these matrix products through oneDNN (Intel's
-# library of optimised CPU kernels; the log line "oneDNN custom operations
-# are on" says so). With two cores there is little parallelism to exploit,
-# so at $n = 512$ your attention is only about 1.4 to 2 times faster than the
-# GRU; a GPU, with thousands of cores, computes all $n$ positions of
-# attention at once, while the GRU's steps still wait for one another. If
-# your numbers are far off, another program was busy: run the cell again.
+# library of optimised CPU kernels, on by default; the environment variable
+# `TF_ENABLE_ONEDNN_OPTS=0` turns it off). With two cores there is little
+# parallelism to exploit, so at $n = 512$ your attention and the GRU take
+# about the same time; a GPU, with thousands of cores, computes all $n$ of
+# attention's positions at once, while the GRU's steps still wait for one
+# another. If your numbers are far off, another program was busy: run the
+# cell again.
 #
 # For translation ($n \approx 30$ words, $d = 512$) the quadratic term is a
 # small part of the cost ($2 n^2 d$ is $n / 2d \approx 3\%$ of $4 n d^2$): the
@@ -731,10 +732,12 @@ if RUN_EXPERIMENTS:
 #   instead. Unlike the lookup task, where four heads did the same thing,
 #   these heads are **not** redundant: each covers a case.
 # * **The first layer prepares.** No first-layer head prefers the right noun
-#   (each does so in exactly 50% of the sentences): from "it" they read the
-#   predicate (`tired`, `wide`) and, in head 3, the place noun only when the
-#   predicate is a place's. That is the first step of the two: find out what
-#   "it" is, then find the noun.
+#   (each does in exactly 50% of the sentences). Heads 0 to 2 spread their
+#   weight over both nouns and the predicate (about a quarter each); head 3
+#   reads the predicate when it is a creature's (`tired`: weight 1.00 on it)
+#   and the place noun when the predicate is a place's (`wide`: 1.00 on
+#   `street`). That is the first of the two steps: find out what kind of
+#   thing "it" is, then, in the second layer, find the noun of that kind.
 #
 # **When a head does not do it.** Attention weights show where a head reads,
 # not what the model uses, and there are many roads for information:
@@ -768,8 +771,8 @@ if RUN_EXPERIMENTS:
 #   batched product, and merges them through $W^O$. Yours equals Keras's.
 # * Cost: one layer pays $4 n d^2$ for its projections and $2 n^2 d$ for the
 #   scores and the weighted sum; the second dominates only past $n = 2d$
-#   (measured here: a fixed 1.5 ms up to $n \approx 128$, then the quadratic
-#   term, 80% of the arithmetic at $n = 512$).
+#   (measured here: a fixed 1 ms up to $n \approx 64$, then the arithmetic;
+#   the quadratic term is 80% of it at $n = 512$).
 # * Self-attention on words: two layers of your attention resolve "it" in
 #   held-out sentences (100.0% of 2,000, 626 training steps, seed 0). In the
 #   last layer the best head puts 68% of its weight on the right noun and 4%
