@@ -72,6 +72,7 @@ DATA_FILES = (
     "__init__.py",
     "dates.py",
     "lookup.py",
+    "pronouns.py",
     "translation.py",
     "wordpiece.py",
     "README.md",
