@@ -332,7 +332,10 @@ def pronoun_weights(probe, data, layer=-1, batch_size=500):
     ids = pronouns.encode(data.sentences)
     rows = []
     for start in range(0, len(ids), batch_size):
-        weights = np.asarray(probe(ids[start : start + batch_size])[layer])
+        layers = probe(ids[start : start + batch_size])
+        if not isinstance(layers, list | tuple):  # a one-layer model's probe
+            layers = [layers]
+        weights = np.asarray(layers[layer])
         index = np.arange(len(weights))
         rows.append(weights[index, :, data.pronoun[start : start + batch_size], :])
     return np.concatenate(rows)

@@ -135,6 +135,10 @@ def test_pronoun_weights_reads_the_row_of_it_and_the_figure_marks_the_referent()
 
     weights = la.pronoun_weights(probe, pair)
     assert weights.shape == (2, 1, t)
+    # a one-layer model's probe returns the tensor, not a list
+    np.testing.assert_array_equal(
+        la.pronoun_weights(lambda ids: probe(ids)[0], pair), weights
+    )
     assert np.all(weights[np.arange(2), 0, pair.pronoun] == 1.0)
     fig = la.plot_pronoun_attention(np.repeat(weights, 4, axis=1), pair, title="x")
     heatmaps = [ax for ax in fig.axes if ax.get_images() and ax.get_xticklabels()]
