@@ -546,23 +546,54 @@ def test_mismatched_orientation_crashes_where_the_sizes_differ():
     assert "raised" in message and "`W_a` (6, 4)" in message, message
 
 
-def test_mismatched_orientation_named_where_the_matrix_is_square():
-    """Where d_q == d_k the mismatched layer runs; its scores are the
-    formula's with `W_a` transposed, and the message says so."""
-    from autograder import judge
-    from autograder.checks.core import decide, observe
-    from autograder.checks.seq2seq import general_score_probe
+class MismatchedConcat1(R.ConcatScore):
+    """Creates the Keras kernel `W_1` but computes `W_1 s` as the papers."""
 
-    spec = judge.spec("check_general_score")
-    for which in ("visible", "hidden"):
-        cases = [c for c in spec.cases(which) if _square(c, "W_a")]
-        observations, failure = observe(
-            "check_general_score", cases, general_score_probe(MismatchedGeneral)
-        )
-        assert failure is None
-        with pytest.raises(CheckFailed) as verdict:
-            decide("check_general_score", cases, observations, spec.expectations(cases))
-        assert "square weight used the other way round" in str(verdict.value)
+    mismatched = ("W_1",)
+
+    def call(self, query, keys):
+        W_1, W_2 = self.W_1, self.W_2
+        W_1 = ops.transpose(W_1) if "W_1" in self.mismatched else W_1
+        W_2 = ops.transpose(W_2) if "W_2" in self.mismatched else W_2
+        q = ops.expand_dims(ops.matmul(query, W_1), -2)
+        k = ops.expand_dims(ops.matmul(keys, W_2), -3)
+        return ops.sum(ops.tanh(q + k) * self.v_a, axis=-1)
+
+
+class MismatchedConcat2(MismatchedConcat1):
+    mismatched = ("W_2",)
+
+
+@pytest.mark.parametrize(
+    ("check_name", "probe", "layer", "weight"),
+    [
+        ("check_general_score", "general_score_probe", MismatchedGeneral, "W_a"),
+        ("check_concat_score", "concat_score_probe", MismatchedConcat1, "W_1"),
+        ("check_concat_score", "concat_score_probe", MismatchedConcat2, "W_2"),
+    ],
+)
+def test_mismatched_orientation_named_where_the_matrix_is_square(
+    check_name, probe, layer, weight
+):
+    """Where the matrix is square the mismatched layer runs; its scores are
+    the formula's with that weight transposed, and the message says so."""
+    from autograder import judge
+    from autograder.checks import seq2seq
+    from autograder.checks.core import decide, observe
+
+    spec = judge.spec(check_name)
+    cases = [
+        c
+        for which in ("visible", "hidden")
+        for c in spec.cases(which)
+        if _square(c, weight)
+    ]
+    assert cases
+    observations, failure = observe(check_name, cases, getattr(seq2seq, probe)(layer))
+    assert failure is None
+    with pytest.raises(CheckFailed) as verdict:
+        decide(check_name, cases, observations, spec.expectations(cases))
+    assert "square weight used the other way round" in str(verdict.value)
 
 
 @pytest.mark.parametrize("cases", ["visible", "hidden"])

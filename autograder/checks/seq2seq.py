@@ -250,19 +250,20 @@ def general_score_probe(GeneralScore):
 def check_concat_score(ConcatScore, cases="visible"):
     """The concat (additive) score `tanh(s_t W_1 + h_i W_2) . v_a`."""
     __tracebackhide__ = True
-    _run_oriented(
-        "check_concat_score",
-        cases,
-        OrientedProbe(
-            ConcatScore,
-            ["scores"],
-            free={
-                "W_1": lambda s, init: (s["query"][-1], init["units"]),
-                "W_2": lambda s, init: (s["keys"][-1], init["units"]),
-            },
-            widen=_more_units("units"),
-            round_trip=["units"],
-        ),
+    _run_oriented("check_concat_score", cases, concat_score_probe(ConcatScore))
+
+
+def concat_score_probe(ConcatScore):
+    """The probe of `check_concat_score`: `W_1`, `W_2` either way round."""
+    return OrientedProbe(
+        ConcatScore,
+        ["scores"],
+        free={
+            "W_1": lambda s, init: (s["query"][-1], init["units"]),
+            "W_2": lambda s, init: (s["keys"][-1], init["units"]),
+        },
+        widen=_more_units("units"),
+        round_trip=["units"],
     )
 
 
