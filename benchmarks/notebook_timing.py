@@ -2,10 +2,13 @@
 
 Prints the wall-clock time of the whole notebook, the slowest cells, and the
 figures the notebook itself prints (exact match of the trained models).
-Goals on 2 CPU cores: Assignments 1 and 2 at most 5 minutes each
+Goals on 2 CPU cores: Assignments 1 and 2 at most 6 minutes each
 (Assignment 1 >= 99% exact match; Assignment 2's lookup model near 100%);
-Assignment 3 at most 10 minutes with its default (shortened) translation
-training, the date task >= 99% exact.
+Assignment 3 at most 12 minutes with its default 5-minute translation
+training (the date task >= 99.5% exact, BLEU >= 30 on the 2,000 Spanish
+test pairs). The kernels run as in a student's own Jupyter: the kit's quiet
+settings, with TensorFlow's default oneDNN (on) unless
+`TF_ENABLE_ONEDNN_OPTS` is set (grading alone switches it off).
 
     python benchmarks/notebook_timing.py [--quick]
 """
@@ -42,7 +45,10 @@ def _text(cell):
 
 def run(path, quick=False):
     notebook = nbformat.read(path, as_version=4)
-    os.environ.update(TF_QUIET_ENV)
+    os.environ.update(
+        {k: v for k, v in TF_QUIET_ENV.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    )
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # TensorFlow's default
     if quick:
         os.environ["KIT_QUICK"] = "1"
     client = NotebookClient(
@@ -85,7 +91,7 @@ def main():
             print(f"  cell {index:>3}: {seconds:6.1f} s  {first}")
         pattern = (
             r"^.*(?:exactly right|largest difference|val_accuracy|exact match on|"
-            r"epochs in|BLEU on|parameters,|after loading).*$"
+            r"epochs in|BLEU on|parameters,|after loading|test pairs: greedy).*$"
         )
         for line in re.findall(pattern, output, re.M)[-8:]:
             print(f"  {line.strip()}")
