@@ -157,8 +157,12 @@ def plot_complexity(times, lengths, d_model, kernel_size=3, cost=None):
     axes[0].set_title(f"one layer, d = {d_model}")
     n = np.asarray(lengths, float)
     axes[1].plot(n, n, "o-", label="recurrent: n")
-    axes[1].plot(n, np.ones_like(n), "s-", label="self-attention: 1")
-    axes[1].plot(n, np.ones_like(n), "^:", label=f"convolution (k={kernel_size}): 1")
+    axes[1].plot(
+        n,
+        np.ones_like(n),
+        "s-",
+        label=f"self-attention, convolution (k={kernel_size}): 1",
+    )
     axes[1].set_title("sequential operations")
     axes[2].plot(n, n - 1, "o-", label="recurrent: n - 1")
     axes[2].plot(n, np.ones_like(n), "s-", label="self-attention: 1")
