@@ -34,6 +34,7 @@ __all__ = [
     "beam_search",
     "bleu",
     "bleu_by_hand",
+    "compiled_model",
     "cross_attention",
     "decoder_blocks",
     "encoder_self_attention",
@@ -316,7 +317,15 @@ class TranslationData:
         tokenizer = self.target_tokenizer if side == "target" else self.source_tokenizer
         return [tokenizer.vocab[i] for i in np.asarray(ids).tolist() if i != PAD]
 
-    def translate(self, model, sentences, max_length=None, decode=None, batch_size=256):
+    def translate(
+        self,
+        model,
+        sentences,
+        max_length=None,
+        decode=None,
+        batch_size=256,
+        compiled=True,
+    ):
         """`translate` with this corpus's tokenizers; `max_length` defaults to
         the training limit."""
         return translate(
@@ -327,6 +336,7 @@ class TranslationData:
             max_length=max_length or self.max_length,
             decode=decode,
             batch_size=batch_size,
+            compiled=compiled,
         )
 
 
@@ -371,6 +381,35 @@ def tidy(text):
     return text.strip()
 
 
+def compiled_model(model):
+    """`model` called inside one `tf.function`: the same outputs, faster.
+
+    Decoding calls the model once per generated token; each eager call pays
+    Python and dispatch overhead for every layer. The wrapper traces the
+    call once for the first few input shapes, then once for any shape
+    (`reduce_retracing`), and runs it as one graph. Called as
+    `wrapper((source_ids, decoder_inputs), training=False)`, like the model.
+    """
+    if isinstance(model, _CompiledModel):
+        return model
+    return _CompiledModel(model)
+
+
+class _CompiledModel:
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self._call = tf.function(
+            lambda source, known: model((source, known), training=False),
+            reduce_retracing=True,
+        )
+
+    def __call__(self, inputs, training=None):
+        source, known = inputs
+        return self._call(np.asarray(source, "int32"), np.asarray(known, "int32"))
+
+
 def translate(
     model,
     sentences,
@@ -379,6 +418,7 @@ def translate(
     max_length=40,
     decode=None,
     batch_size=256,
+    compiled=True,
 ):
     """Translate sentences: tokenise, decode greedily, back to tidy text.
 
@@ -394,6 +434,8 @@ def translate(
             after a row's first `[END]` is ignored.
         batch_size: sentences decoded together (sorted by length first, so
             a batch stops early when all its sentences have ended).
+        compiled: give `decode` the model wrapped by `compiled_model` (the
+            same outputs, several times faster on a CPU than eager calls).
 
     Returns:
         A list of strings, lower case (the tokenizers lower-case), one per
@@ -408,6 +450,8 @@ def translate(
     sentences = list(sentences)
     if not sentences:
         return []
+    if compiled:
+        model = compiled_model(model)
     source = source_tokenizer.tokenize(sentences)
     lengths = source.row_lengths().numpy()
     source = _dense(source)

@@ -327,3 +327,22 @@ def test_time_budget_curve_holds_window_means(capsys):
     assert capsys.readouterr().out.count("step ") == 4  # steps 3, 6, 9, 12
     fig = L.plot_curve(budget, metrics=("loss",))
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
+
+
+def test_compiled_model_gives_the_models_outputs_for_any_shape():
+    model = tiny_transformer()
+    fast = L.compiled_model(model)
+    assert L.compiled_model(fast) is fast
+    for rows, S, known_length in ((2, 5, 1), (2, 5, 3), (3, 7, 4), (1, 2, 6)):
+        source = np.arange(rows * S, dtype="int32").reshape(rows, S) % 10 + 1
+        known = np.ones((rows, known_length), "int32")
+        np.testing.assert_allclose(
+            np.asarray(fast((source, known), training=False)),
+            np.asarray(model((source, known), training=False)),
+            atol=1e-5,
+        )
+    # a greedy decoder given the wrapper decodes what it decodes eagerly
+    source = np.array([[2, 5, 6, 3], [2, 7, 3, 0]], "int32")
+    np.testing.assert_array_equal(
+        T.greedy_decode(fast, source, 2, 3, 5), T.greedy_decode(model, source, 2, 3, 5)
+    )
