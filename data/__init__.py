@@ -6,6 +6,15 @@ sequence-to-sequence models with attention. See `data/README.md`.
 
 `lookup`: `c=4 a=7 f=1 ? a -> 7`, a task whose answer needs one token to find
 another by content (Assignment 2 trains a self-attention layer on it).
+
+`pronouns`: "The animal didn't cross the street because it was too tired"
+-> animal; "... too wide" -> street: which noun a pronoun refers to, decided
+by the word after it, with held-out noun/predicate combinations (Assignment 2
+trains an encoder of the student's multi-head attention on it).
+
+`translation`, `wordpiece`: the Tatoeba sentence pairs of Assignment 3
+(downloaded with a checksum, or read from a mirror) and their subword
+vocabularies.
 """
 
 from .dates import (
