@@ -407,7 +407,7 @@ class _CompiledModel:
 
     def __call__(self, inputs, training=None):
         source, known = inputs
-        return self._call(np.asarray(source, "int32"), np.asarray(known, "int32"))
+        return self._call(source, known)
 
 
 def translate(
@@ -554,6 +554,9 @@ def side_by_side(sources, references, hypotheses, n=3):
 def _next_log_probs(model, compiled):
     """`fn(source, known) -> (B, V)` log-probabilities of the next token."""
     import tensorflow as tf
+
+    if isinstance(model, _CompiledModel):  # compiled here, with the softmax
+        model = model.model
 
     def following(source, known):
         logits = model((source, known), training=False)

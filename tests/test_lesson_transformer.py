@@ -288,6 +288,8 @@ def test_beam_search_of_width_one_is_greedy_decoding_on_a_transformer():
     greedy = T.greedy_decode(model, source, 2, 3, 6)
     one = L.beam_search(model, source, 2, 3, 6, beam_width=1)
     np.testing.assert_array_equal(one, greedy)
+    wrapped = L.beam_search(L.compiled_model(model), source, 2, 3, 6, beam_width=1)
+    np.testing.assert_array_equal(wrapped, greedy)  # as translate() gives it
     four = L.beam_search(model, source, 2, 3, 6, beam_width=4)
     assert four.dtype == np.int32 and four.shape[0] == 2 and four.shape[1] <= 6
     for row in four:  # padding only after the end
