@@ -80,14 +80,15 @@ def fit_steps(model, batches, steps, every=25, verbose=0):
         model: a compiled Keras model.
         batches: an endless dataset (`training_batches`).
         steps: training steps in all (rounded up to a multiple of `every`).
-        every: steps per point of the curve.
+        every: steps per point of the curve (at most `steps`).
 
     Returns:
         A dict: `steps` (the step at the end of each point), one array per
         logged quantity (`loss`, and the compiled metrics), and `seconds`
         (wall time of the whole fit, compilation included).
     """
-    points = max(1, math.ceil(steps / every))
+    every = max(1, min(every, steps))
+    points = math.ceil(steps / every)
     started = time.perf_counter()
     history = model.fit(
         batches, steps_per_epoch=every, epochs=points, shuffle=False, verbose=verbose

@@ -168,6 +168,7 @@ def test_fit_steps_records_one_point_per_every_steps():
     assert list(curve["steps"]) == [5, 10, 15]
     assert curve["loss"].shape == (3,) and curve["masked_accuracy"].shape == (3,)
     assert curve["seconds"] > 0
+    assert list(X.fit_steps(model, batches, steps=2, every=5)["steps"]) == [2]
     ax = X.plot_curves({"post-norm": curve, "pre-norm": curve}, title="t", logy=True)
     assert [line.get_linestyle() for line in ax.get_lines()] == ["-", "--"]
     assert ax.get_yscale() == "log"

@@ -13,8 +13,10 @@
 # the same projections, split into heads, scaled dot products, masks combined
 # with a logical *and*, merge and output projection. Using it buys two things
 # your own layer does not have: a fused fast path (no dropout and no scores
-# requested: one kernel on a GPU, `ops.dot_product_attention`) and years of
-# testing. Building on it is earned, not handed over; building on keras-hub's
+# requested: one kernel on a GPU, `ops.dot_product_attention`; a *fused
+# kernel* computes the scores, the softmax and the weighted sum in one pass
+# over memory, without storing the `(T, S)` score matrix in between) and
+# years of testing. Building on it is earned, not handed over; building on keras-hub's
 # ready-made `TransformerEncoder`, `TransformerDecoder` or
 # `SinePositionEncoding` is not (those are this assignment's exercises, and an
 # answer built on them scores 0).
@@ -55,6 +57,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from keras import ops
 
+from autograder import lesson_experiments as lx
 from autograder import lesson_transformer as lt
 from autograder.checks import (
     check_add_norm,
@@ -73,16 +76,46 @@ from autograder.checks import (
 from autograder.data import dates
 
 RUN_EXPERIMENTS = not lesson.grading()  # skipped while nbgrader grades
-#: Minutes of Spanish-to-English training (0 skips it; 20 is the benchmark's
-#: budget, `benchmarks/translation_bleu.py`). Needs the corpus: see below.
+#: Minutes of Spanish-to-English training (0 skips it): 5 reach BLEU about 35
+#: on 2 CPU cores; `benchmarks/translation_bleu.py` trains 20 (BLEU 47). Needs
+#: the corpus: see section 13.
 TRANSLATION_MINUTES = 1 if lesson.QUICK else 3
 keras.utils.set_random_seed(0)
+
+# %% [markdown]
+# ## The whole model, before its parts
+#
+# The map of this assignment. On the left the **encoder** reads the source
+# sentence; on the right the **decoder** writes the target one token at a
+# time, each step predicting the next token from the tokens so far (shifted
+# right: `[START]` first) and from the encoder's output, the *context*.
+# Three attentions, each with its own mask:
+#
+# * **encoder self-attention**: every source token looks at every source
+#   token (mask: the source's padding);
+# * **masked decoder self-attention**: target position $t$ looks at positions
+#   $\le t$ only (mask: the target's padding *and* the causal mask);
+# * **cross-attention**: queries from the decoder, keys and values from the
+#   context (mask: the source's padding).
+#
+# Every sublayer sits inside a residual connection and a layer normalisation
+# (*Add & Norm*). You build it bottom up: the positional encoding (Exercise
+# 1), the embedding (2), the feed-forward network (3), Add & Norm (4), the
+# encoder and decoder layers (5, 6), the stacks (7) and the model (8); then
+# what trains and runs it: the learning-rate schedule (9), the loss (10),
+# greedy decoding (11).
+
+# %%
+if RUN_EXPERIMENTS:
+    lx.draw_transformer(num_layers="N")
+    plt.show()
 
 # %% [markdown]
 # ## 1. Where is each word? Positional encoding
 #
 # Self-attention is blind to order: permute the input positions and the
-# outputs are permuted the same way, nothing else changes. "dog bites man"
+# outputs are permuted the same way, nothing else changes (section 13.3
+# measures it on your trained model). "dog bites man"
 # and "man bites dog" would look alike. The Transformer adds to each token's
 # embedding a vector that depends only on its position $p$:
 #
@@ -159,9 +192,23 @@ if RUN_EXPERIMENTS:
 #   mask_zero=True)`: id 0 is padding, and `mask_zero` makes the layer carry
 #   a **Keras mask** (True on real tokens) to every layer after it.
 #   Implement `compute_mask` by returning the embedding's own.
-# * Why $\sqrt{d_{model}}$? Keras initialises embeddings uniformly in
-#   $\pm 0.05$; the encoding's entries are $\pm 1$. Scaled up, the token
-#   still dominates what the layer sees.
+# * Why $\sqrt{d_{model}}$? The paper shares one matrix between the two
+#   embeddings and the decoder's last layer (the projection to logits before
+#   the softmax: *weight tying*), and multiplies it by $\sqrt{d_{model}}$ in
+#   the embeddings. Its implementations (tensor2tensor, and TensorFlow's
+#   official Transformer, `EmbeddingSharedWeights`) initialise that matrix
+#   with a normal distribution of standard deviation $d_{model}^{-1/2}$:
+#   small, as a projection to logits wants, but then each token's vector has
+#   norm $\approx 1$, while the positional encoding's has norm
+#   $\sqrt{d_{model}/2}$ (each sine/cosine pair has norm 1). Times
+#   $\sqrt{d_{model}}$, the token's norm is $\approx \sqrt{d_{model}}$, the
+#   same size as the position's. Here the reason does not carry over: Keras
+#   initialises `Embedding` uniformly in $\pm 0.05$ (norm $0.05\sqrt{d/3}$,
+#   0.23 at $d = 64$) and nothing is shared, so even scaled the token's
+#   norm is 1.8 against the position's 5.7: at first the position's part of
+#   the output is three times longer than the token's. It does no harm (the
+#   embeddings are learned), and the checks expect the factor; section 13
+#   measures it.
 # * Precompute the encoding for `max_length` positions in `__init__` and
 #   slice the first `T` rows in `call`. When batches vary in length, `T` is
 #   a tensor inside a compiled step: slice a tensor
@@ -267,12 +314,33 @@ check_feed_forward(FeedForward, cases="hidden")
 #
 # $$\mathrm{AddNorm}(x, f(x)) = \mathrm{LayerNorm}(x + \mathrm{Dropout}(f(x)))$$
 #
-# The residual lets gradients flow straight through a deep stack (the
-# sublayer learns a *correction* to $x$); the normalisation keeps every
-# position's vector at mean 0 and variance 1 (then a learned scale $\gamma$
-# and shift $\beta$). This is the paper's **post-norm** order; many later
-# models normalise first ($x + f(\mathrm{LayerNorm}(x))$, pre-norm), which
-# trains deep stacks without warm-up. Here, post-norm.
+# Three ideas, each older than the Transformer:
+#
+# * **Residual connection** (He et al., 2016): the output is $x + f(x)$, not
+#   $f(x)$. The sublayer learns a *correction* to $x$, and the gradient has a
+#   path through the $+$ that no weight can shrink: its derivative with
+#   respect to $x$ is $I + \partial f / \partial x$, so even a deep stack
+#   passes the error signal down to its first layer.
+# * **Layer normalisation** (Ba et al., 2016): each position's vector is
+#   normalised over its own $d$ features,
+#   $\mathrm{LayerNorm}(z) = \gamma \odot \frac{z - \mu}{\sqrt{\sigma^2 +
+#   \epsilon}} + \beta$ with $\mu$, $\sigma^2$ the mean and variance of
+#   $z$'s $d$ entries and $\gamma$, $\beta$ a learned scale and shift. It
+#   keeps the sizes of the activations steady from layer to layer. Unlike
+#   batch normalisation it uses no statistics of the batch, so a sentence
+#   is normalised the same way whatever it is batched with, padding
+#   included.
+# * **Dropout** (Srivastava et al., 2014): while training, each value is set
+#   to 0 with probability $p$ (here 0.1) and the others are multiplied by
+#   $1/(1-p)$, so the expected value is unchanged; at inference
+#   (`training=False`) nothing is dropped. The network cannot rely on any one
+#   unit: a regulariser, against overfitting.
+#
+# This is the paper's **post-norm** order: the normalisation comes after the
+# addition, on the residual path itself. Many later models normalise first,
+# $x + f(\mathrm{LayerNorm}(x))$ (**pre-norm**), which leaves the residual
+# path untouched; section 13 trains both, deep, with and without warm-up.
+# Here, post-norm.
 #
 # Write `AddNorm(dropout)`, called as `add_norm(x, y, training=None)` with
 # `y = f(x)`: a `keras.layers.Dropout(dropout)` and a
@@ -388,6 +456,14 @@ check_encoder_layer(EncoderLayer, cases="hidden")
 # ## Exercise 6: the decoder layer
 #
 # The decoder layer has three sublayers, each inside Add & Norm:
+#
+# ```
+#                           context: the encoder's output (B, S, d)
+#                                         ▼
+#   y ─► MHA(y, y) ─► AddNorm ─► MHA(·, context) ─► AddNorm ─► FeedForward ─► AddNorm ─► out
+#   │  causal+padding    ▲  │        source padding    ▲  │                      ▲
+#   └────────────────────┘  └──────────────────────────┘  └──────────────────────┘
+# ```
 #
 # 1. **masked self-attention** over the target so far: padding of the
 #    target *and* the causal mask (`use_causal_mask=True`: position $t$ sees
@@ -607,7 +683,9 @@ check_decoder(Decoder, cases="hidden")
 #
 # `Transformer(num_layers, d_model, num_heads, dff, input_vocab,
 # target_vocab, dropout)`, a `keras.Model` called on the pair
-# `(source_ids, target_input_ids)`, returns **logits** `(B, T, target_vocab)`:
+# `(source_ids, target_input_ids)`, returns **logits** `(B, T, target_vocab)`
+# (unnormalised scores, one per word of the vocabulary; the softmax turns
+# them into probabilities):
 # encoder, decoder (with the source's padding as `context_mask`), then
 # `self.final = keras.layers.Dense(target_vocab)` with no activation (the
 # loss applies the softmax itself, more stably). Attributes: `encoder`,
@@ -685,9 +763,14 @@ check_transformer(Transformer, cases="hidden")
 # %% [markdown]
 # ## Exercise 9: the warm-up schedule
 #
-# Post-norm Transformers diverge if trained at full learning rate from the
-# first step: at initialisation the attention is nearly uniform and Adam's
-# second-moment estimates are still poor. The paper raises the rate linearly
+# Post-norm Transformers can diverge if trained at full learning rate from
+# the first step. Adam divides each weight's step by a running estimate of
+# its gradient's typical size (the *second moment*, an average of squared
+# gradients over roughly the last $1/(1-\beta_2) = 50$ steps with
+# $\beta_2 = 0.98$); over the first steps that estimate rests on a few
+# gradients, and the early gradients of a post-norm stack are large near its
+# output, so the first updates are large and badly aimed.
+# Section 13 trains a deep stack with and without warm-up. The paper raises the rate linearly
 # for `warmup_steps` steps, then lowers it as the inverse square root of the
 # step:
 #
@@ -751,7 +834,12 @@ if RUN_EXPERIMENTS:
 #   **label smoothing** $\varepsilon$ the target distribution is
 #   $(1 - \varepsilon)\,\text{one\_hot} + \varepsilon / V$: the model is
 #   never pushed to infinite confidence. The paper uses $\varepsilon = 0.1$;
-#   it raises perplexity a little and BLEU a little more.
+#   it raises perplexity a little and BLEU a little more. (**Perplexity** is
+#   $e^{\text{mean cross-entropy}}$ with the true one-hot labels: the number
+#   of equally likely words the model is, on average, hesitating between; 1
+#   is certainty. A smoothed model is deliberately less sure, so its
+#   perplexity rises, while its argmax, what decoding uses, may improve.
+#   Section 13 measures both on the date task.)
 #   (`keras.losses.categorical_crossentropy(..., from_logits=True)` works on
 #   the smoothed one-hot targets.)
 # * `masked_accuracy(labels, logits)`: the share of real tokens whose argmax
@@ -928,7 +1016,307 @@ if RUN_EXPERIMENTS:
         print(f"{source:>30} -> {predicted}  ({'ok' if predicted == target else target})")
 
 # %% [markdown]
-# ## 13. Real sentences: Spanish to English
+# ## 13. Experiments: what each piece is for
+#
+# The sections above gave a reason for each piece of the model: the causal
+# mask, the $\sqrt{d_{model}}$ factor, the positional encoding, warm-up,
+# post-norm, label smoothing. Here each reason is tested: train your own
+# classes with one piece removed or changed, and measure. The models are
+# small and train for a few hundred steps on the dates written in at most
+# 20 characters (4 dates in 5; shorter sequences make faster runs); the
+# section took about 4 minutes of processor time in our run. Beside each
+# experiment is what our run printed: yours will differ in the digits
+# (other seeds, other hardware), not in the conclusion. Where it differs in
+# the conclusion, the text says what that means.
+#
+# `train` below compiles a model and trains it for a number of steps
+# (`lx.fit_steps`), recording the mean loss and accuracy every few steps.
+# `jit_compile=True` asks Keras to compile each training step with **XLA**
+# (TensorFlow's compiler, run "just in time" at the first step), which
+# fuses the many small operations of a small model into few, at the price
+# of a few seconds of compiling.
+
+# %%
+if RUN_EXPERIMENTS:
+    short = (date_x != 0).sum(axis=1) <= 20  # the dates of at most 20 characters
+    short_data = ((date_x[short, :20], date_in[short]), date_out[short])
+    n_test = 200 if lesson.QUICK else len(test_dates.sources)  # all 2,000
+    test_x = dates.encode_sources(test_dates.sources[:n_test], source_vocab)
+    test_in, test_out = dates.encode_targets(test_dates.targets[:n_test], target_vocab)
+    SMALL_STEPS = 10 if lesson.QUICK else 600  # one layer, d_model 32
+    DEEP_STEPS = 10 if lesson.QUICK else 160  # four layers
+
+    def adam(schedule):
+        return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+
+    def train(model, schedule, steps, loss=smoothed_loss, every=25):
+        """Compile and train on the short dates; the loss curve (`lx.fit_steps`)."""
+        model.compile(
+            adam(schedule), loss=loss, metrics=[masked_accuracy],
+            jit_compile=not lesson.QUICK, run_eagerly=lesson.QUICK,  # the tests' quick run
+        )
+        return lx.fit_steps(model, lx.training_batches(*short_data), steps, every=every)
+
+    def exact_match(model, n=100 if lesson.QUICK else 500):
+        """Share of the first n test dates decoded exactly (your greedy_decode)."""
+        decoded = greedy_decode(
+            model, test_x[:n], target_vocab.START_ID, target_vocab.END_ID,
+            dates.TARGET_LENGTH + 1,
+        )
+        predictions = [target_vocab.decode(row) for row in decoded]
+        hits = [p == t for p, t in zip(predictions, test_dates.targets[:n], strict=True)]
+        return float(np.mean(hits)), predictions[:3]
+
+# %% [markdown]
+# ### 13.1 The future leaks through a missing causal mask
+#
+# Three small models (one layer, `d_model` 32), trained alike: the first as
+# in section 12 (label smoothing 0.1), the second without label smoothing
+# (for 13.5), the third with the decoder's self-attention **unmasked**:
+# `lx.causal_mask_removed(model)` drops `use_causal_mask=True` from your
+# decoder layers' self-attention while the model trains, exactly as if
+# Exercise 6 had forgotten it. The table gives, for each: the training
+# accuracy (per character, the last 50 steps), the accuracy and confidence
+# on the 2,000 test dates with teacher forcing (the true previous characters
+# given, as in training), and the exact match of greedy decoding on 500
+# test dates, where the model feeds itself.
+
+# %%
+if RUN_EXPERIMENTS:
+    small = {}
+    for name, smoothing, leak in [
+        ("causal mask, smoothing 0.1", 0.1, False),
+        ("causal mask, no smoothing", 0.0, False),
+        ("NO causal mask", 0.1, True),
+    ]:
+        keras.utils.set_random_seed(0)
+        model = Transformer(1, 32, 4, 64, len(source_vocab), len(target_vocab), dropout=0.0)
+
+        def loss(labels, logits, smoothing=smoothing):
+            return masked_loss(labels, logits, label_smoothing=smoothing)
+
+        with lx.causal_mask_removed(model) if leak else contextlib.nullcontext():
+            curve = train(model, WarmupSchedule(32, 400), SMALL_STEPS, loss=loss, every=50)
+            stats = lx.confidence(model, test_x, test_in, test_out)  # teacher-forced
+            exact, outputs = exact_match(model)  # the model feeds itself
+        small[name] = dict(model=model, curve=curve, stats=stats, exact=exact, outputs=outputs)
+    print(f"{'':27} train acc | test, teacher-forced: acc  max p  entropy  perplexity | greedy exact")
+    for name, run in small.items():
+        stats = run["stats"]
+        print(
+            f"{name:27} {run['curve']['masked_accuracy'][-1]:8.1%}  | {'':16}{stats['accuracy']:6.1%} "
+            f"{stats['max_probability']:6.3f} {stats['entropy']:7.3f} {np.exp(stats['nll']):9.3f}  "
+            f"| {run['exact']:7.1%}"
+        )
+    print("greedy outputs without the causal mask:", small["NO causal mask"]["outputs"])
+    print(f"training: {sum(run['curve']['seconds'] for run in small.values()):.0f} s")
+
+# %% [markdown]
+# **What to expect** (our run, 600 steps each): without the causal mask
+# the training accuracy reaches 100.0% (99.1% for the same model with the
+# mask), and with teacher forcing the test dates too look solved (100.0%
+# of the characters, against 91.8%). Yet greedy decoding gets 0.0% of the
+# dates right (72.4% with the mask) and writes strings like `1111-11-11`
+# for every date. Each position learnt to copy the next input character,
+# the answer it was given; when generating, the next character does not
+# exist yet, and the model has learnt nothing else. A decoder whose
+# training accuracy is far above what its own generations achieve is the
+# signature of this bug. If the unmasked model's greedy exact match is not
+# near 0, the context manager did not reach your decoder's self-attention:
+# it needs the attribute names of Exercise 6. (The other two models stop
+# near 92% of test characters and 72% of dates because one test date in
+# five is longer than any date they trained on: they are small and brief;
+# `date_model` is the trained one.)
+
+# %% [markdown]
+# ### 13.2 Why $\sqrt{d_{model}}$: what the embedding adds up to
+#
+# Exercise 2 multiplied the token embedding by $\sqrt{d_{model}}$ before
+# adding the positional encoding. `lx.embedding_norms` measures the two
+# parts of your layer's output: the mean norm of a token's vector (raw and
+# scaled) and of a position's, fresh from Keras's initialiser, at several
+# widths; then in two trained models.
+
+# %%
+if RUN_EXPERIMENTS:
+    print(f"{'':22} token   x sqrt(d)   position   position's share")
+    for d in (32, 64, 128, 512):
+        norms = lx.embedding_norms(PositionalEmbedding, d)
+        print(
+            f"fresh, d_model {d:<4}   {norms['token']:5.2f}   {norms['scaled_token']:8.2f}"
+            f"   {norms['position']:8.2f}   {norms['position_share']:8.0%}"
+        )
+    for name, layer in [
+        ("trained, d_model 32", small["causal mask, smoothing 0.1"]["model"].encoder.embedding),
+        ("date_model, d_model 64", date_model.encoder.embedding),
+    ]:
+        norms = lx.embedding_norms(layer)
+        print(
+            f"{name:22} {norms['token']:5.2f}   {norms['scaled_token']:8.2f}"
+            f"   {norms['position']:8.2f}   {norms['position_share']:8.0%}"
+        )
+
+# %% [markdown]
+# **What to expect**: fresh, the token's norm is $0.05\sqrt{d/3}$ (0.23 at
+# $d = 64$) and the position's $\sqrt{d/2}$ (5.66). Without the factor the
+# token would be a whisper under the position (4% of its length); with it,
+# 1.84, and the position's vector is still three times as long. Only at
+# $d = 512$ are the two nearly equal (14.8 and 16.0). The factor was
+# designed for another initialiser (standard deviation $d^{-1/2}$, norm 1,
+# shared with the output layer: see Exercise 2), which Keras does not use.
+# Training sorts it out: after 600 steps the small model's tokens have
+# grown from 0.16 to 0.75 (4.2 scaled, against the position's 4.0: half
+# and half): the learned embeddings grow to the size the model needs,
+# whatever their start. (The last line is your `date_model` of section 12.)
+
+# %% [markdown]
+# ### 13.3 Without positions, order is invisible
+#
+# Section 1 claimed that self-attention cannot see order. Take the trained
+# `date_model` of section 12, run its encoder **without** the positional
+# encoding (`lx.logits_without_source_positions`: your token embedding
+# times $\sqrt{d_{model}}$, then your encoder layers, decoder and final
+# layer), and shuffle the characters of every test date with one
+# permutation (`22-DEC-1978` becomes something like `9-12E7-2DC8`).
+
+# %%
+if RUN_EXPERIMENTS:
+    blind = lx.order_blindness(date_model, test_x[:200], test_in[:200], seed=0)
+    print(f"without positions, shuffled source: encoder outputs differ by {blind['context_without']:.1e}"
+          f" (after un-shuffling), logits by {blind['logits_without']:.1e}")
+    print(f"with positions (your model as trained): logits differ by {blind['logits_with']:.2f}"
+          f" (largest logit {blind['logits_scale']:.1f})")
+
+# %% [markdown]
+# **What to expect**: without positions the shuffled dates give the same
+# encoder vectors, shuffled the same way, and the same logits, to
+# float32 round-off (our run printed 1.4e-06 and 3.3e-06): the model would
+# translate `22-DEC-1978` and every anagram of it alike. Self-attention is
+# a weighted *sum* over the keys, and a sum does not depend on the order of
+# its terms; the feed-forward network and the normalisations work position
+# by position. With the encoding, the logits change by several units (3.4
+# in a run of ours, where the largest logit was 7.4). If the difference
+# without positions is much larger than $10^{-5}$, something in your
+# encoder layers depends on the position other than through the embedding
+# (for example a mask that is not the padding mask).
+
+# %% [markdown]
+# ### 13.4 Warm-up, and where the normalisation goes, in a deep stack
+#
+# Exercise 4 claimed that pre-norm trains deep stacks without warm-up, and
+# Exercise 9 that post-norm needs it. First, what a deep stack does to the
+# gradient before any training: `lx.layer_gradient_norms` computes, for one
+# batch, the norm of the gradient over each layer's weights, in your
+# post-norm `Transformer` and in `lx.PreNormTransformer`, the same model
+# with each sublayer applied as $x + f(\mathrm{LayerNorm}(x))$ and one
+# layer normalisation at the end of each stack, built from your
+# `PositionalEmbedding` and `FeedForward` (and Keras's
+# `MultiHeadAttention`, as yours is).
+
+# %%
+if RUN_EXPERIMENTS:
+    batch = (short_data[0][0][:64], short_data[0][1][:64]), short_data[1][:64]
+    for layers in (1,) if lesson.QUICK else (2, 6):
+        for name in ("post-norm", "pre-norm"):
+            keras.utils.set_random_seed(0)
+            if name == "post-norm":
+                model = Transformer(layers, 32, 4, 64, len(source_vocab), len(target_vocab), dropout=0.0)
+            else:
+                model = lx.PreNormTransformer(
+                    layers, 32, 4, 64, len(source_vocab), len(target_vocab),
+                    PositionalEmbedding, FeedForward,
+                )
+            norms = lx.layer_gradient_norms(model, *batch, smoothed_loss)
+            print(f"{layers} layers, {name:9} decoder layers 1..{layers}:",
+                  " ".join(f"{n:5.2f}" for n in norms["decoder"]))
+
+# %% [markdown]
+# **What to expect** (our run): in the post-norm stack the gradient grows
+# towards the output. With 6 layers the decoder's went from 1.07 (first
+# layer) to 2.65 (last); in the pre-norm stack they shrink instead, from
+# 1.67 to 0.97. With 2 layers the two placements look alike (post-norm
+# 1.57 to 2.48, pre-norm 3.59 to 2.76): the difference is one of depth.
+# Xiong et al. (2020, "On Layer Normalization in the Transformer
+# Architecture") proved it: at initialisation, the gradient of a post-norm
+# stack's last layers does not shrink with depth, so at a large learning
+# rate the first updates are large exactly there, and warm-up keeps them
+# small while Adam's estimates settle. In a pre-norm stack the last
+# layers' gradient shrinks like $1/\sqrt{L}$ with the depth $L$ (here
+# 2.65 / 0.97, about $\sqrt{6}$). If your post-norm gradients do not grow
+# towards the output, look at `AddNorm`: the normalisation must come after
+# the addition.
+#
+# Now train, 4 encoder and 4 decoder layers deep: your post-norm model with
+# your `WarmupSchedule(32, 80)` and with the same schedule started at its
+# peak (`lx.without_warmup`: the peak rate, 0.0198, from the first step,
+# then the same decay), and the pre-norm model without warm-up. Three runs
+# of 160 steps, the loss and the accuracy every 20 steps.
+
+# %%
+if RUN_EXPERIMENTS:
+    DEEP_LAYERS, DEEP_WARMUP = (1, 10) if lesson.QUICK else (4, 80)
+    deep = {}
+    for name, warm in [("post-norm", True), ("post-norm", False), ("pre-norm", False)]:
+        keras.utils.set_random_seed(0)
+        if name == "post-norm":  # yours
+            model = Transformer(DEEP_LAYERS, 32, 4, 64, len(source_vocab), len(target_vocab), dropout=0.0)
+        else:
+            model = lx.PreNormTransformer(
+                DEEP_LAYERS, 32, 4, 64, len(source_vocab), len(target_vocab),
+                PositionalEmbedding, FeedForward,
+            )
+        schedule = WarmupSchedule(32, DEEP_WARMUP)
+        label = f"{name}, {'warm-up' if warm else 'no warm-up'}"
+        deep[label] = train(model, schedule if warm else lx.without_warmup(schedule), DEEP_STEPS, every=20)
+        curve = deep[label]
+        print(f"{label:24} loss {curve['loss'][-1]:.2f}, accuracy {curve['masked_accuracy'][-1]:.1%}"
+              f" (best {curve['masked_accuracy'].max():.1%})")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    lx.plot_curves(deep, "loss", ax=axes[0], title=f"{DEEP_LAYERS} + {DEEP_LAYERS} layers: training loss")
+    lx.plot_curves(deep, "masked_accuracy", ax=axes[1], title="training accuracy (per character)")
+    plt.show()
+    print(f"training: {sum(curve['seconds'] for curve in deep.values()):.0f} s")
+
+# %% [markdown]
+# **What to expect** (our run): your post-norm model **without warm-up**
+# learns for a few steps, then stalls: from step 40 to the end its loss
+# stays at 2.41 and its accuracy at 18%. **With warm-up** it learns while
+# the rate climbs (43% at step 100) and falls back once the rate is at its
+# peak (36% at step 160): at this peak even warm-up is not enough for a
+# post-norm stack this deep (the schedule's factor $d_{model}^{-1/2}$ gives
+# small models high rates; the 1-layer models of 13.1 trained well with a
+# peak of 0.0088). The **pre-norm** model, at the same peak and without
+# warm-up, keeps learning (65% at step 160, still rising). Both claims
+# stand: warm-up is what lets a post-norm stack start at all, and pre-norm
+# needs less of it, which is why later models (GPT-2 onwards) normalise
+# first. Another seed moves these numbers by a few points, not their
+# order. If your post-norm model trains as well without warm-up as with it,
+# compare your `AddNorm` with Exercise 4 and your schedule with Exercise 9.
+
+# %% [markdown]
+# ### 13.5 Label smoothing: less sure, as accurate
+#
+# Back to the table of 13.1: the first two models differ only by label
+# smoothing (0.1 against none).
+#
+# **What to expect** (our run): the smoothed model is less sure of itself,
+# as intended. Its mean top probability on the test dates is 0.88 against
+# 0.97 without smoothing, and the entropy of its predictions 0.65 nats
+# against 0.08. With $\varepsilon = 0.1$ and 16 target characters the
+# loss is smallest when the top probability is $0.9 + 0.1/16 = 0.906$,
+# not 1, so 0.88 is close to where the loss wants it. The accuracy does not
+# move: 91.8% of test characters against 92.1% with teacher forcing, 72.4%
+# against 71.2% of the 500 dates decoded exactly (on 500 dates, a
+# difference of 1 to 2 points is noise). The test perplexity is *lower*
+# with smoothing (1.50 against 1.62), not higher as the paper found on
+# translation: the unsmoothed model is just as sure where it is wrong, and
+# here it is often wrong, because one test date in five is longer than any
+# date these models trained on (hence the 92%). A confident mistake costs
+# much cross-entropy, a hesitant one little. If both of your models print
+# the same confidence, your `masked_loss` ignores `label_smoothing`.
+
+# %% [markdown]
+# ## 14. Real sentences: Spanish to English
 #
 # The corpus is the Tatoeba project's sentence pairs as packaged by
 # manythings.org (118,964 Spanish-English pairs, CC BY 2.0 FR; see
@@ -1052,7 +1440,7 @@ if data is not None:
     print(sentence, "->", english)
 
 # %% [markdown]
-# ## 14. Save, load, translate again
+# ## 15. Save, load, translate again
 #
 # A Keras model saves to one `.keras` file: its configuration (your
 # `get_config`s) and its weights. Loading rebuilds every layer from its
