@@ -845,7 +845,13 @@ if RUN_EXPERIMENTS:
 # * `masked_accuracy(labels, logits)`: the share of real tokens whose argmax
 #   is the label.
 #
-# Both return one number for the batch.
+# Both return one number for the batch. Cast the logits to float32 first
+# (`ops.cast(logits, "float32")`): under **mixed precision** (on a GPU,
+# section 12) the layers compute in float16, half the memory and much
+# faster on the GPU's matrix units, while the weights stay float32;
+# float16's range ends near 65,504 and its precision near 3 decimal digits,
+# too little for the exponentials and logarithms of a softmax
+# cross-entropy.
 
 # %% nbgrader={"grade_id": "masked_loss", "solution": true}
 def masked_loss(labels, logits, label_smoothing=0.0):
@@ -1203,9 +1209,9 @@ if RUN_EXPERIMENTS:
 # %% [markdown]
 # ### 13.4 Warm-up, and where the normalisation goes, in a deep stack
 #
-# Exercise 4 claimed that pre-norm trains deep stacks without warm-up, and
-# Exercise 9 that post-norm needs it. First, what a deep stack does to the
-# gradient before any training: `lx.layer_gradient_norms` computes, for one
+# Exercise 9 said that a post-norm stack needs warm-up; Exercise 4 that
+# later models normalise first (pre-norm). First, what a deep stack does
+# to the gradient before any training: `lx.layer_gradient_norms` computes, for one
 # batch, the norm of the gradient over each layer's weights, in your
 # post-norm `Transformer` and in `lx.PreNormTransformer`, the same model
 # with each sublayer applied as $x + f(\mathrm{LayerNorm}(x))$ and one
