@@ -1130,8 +1130,8 @@ if RUN_EXPERIMENTS:
 # signature of this bug. If the unmasked model's greedy exact match is not
 # near 0, the context manager did not reach your decoder's self-attention:
 # it needs the attribute names of Exercise 6. (The other two models stop
-# near 92% of test characters and 72% of dates because one test date in
-# five is longer than any date they trained on: they are small and brief;
+# near 92% of test characters and 72% of dates: they are small, trained
+# briefly, and one test date in five is longer than any date they saw;
 # `date_model` is the trained one.)
 
 # %% [markdown]
@@ -1240,8 +1240,9 @@ if RUN_EXPERIMENTS:
 # **What to expect** (our run): in the post-norm stack the gradient grows
 # towards the output. With 6 layers the decoder's went from 1.07 (first
 # layer) to 2.65 (last); in the pre-norm stack they shrink instead, from
-# 1.67 to 0.97. With 2 layers the two placements look alike (post-norm
-# 1.57 to 2.48, pre-norm 3.59 to 2.76): the difference is one of depth.
+# 1.67 to 0.97. With 2 layers the last layer gets about the same gradient
+# in both (post-norm 1.57 to 2.48, pre-norm 3.59 to 2.75): the gap opens
+# with depth.
 # Xiong et al. (2020, "On Layer Normalization in the Transformer
 # Architecture") proved it: at initialisation, the gradient of a post-norm
 # stack's last layers does not shrink with depth, so at a large learning
@@ -1295,8 +1296,8 @@ if RUN_EXPERIMENTS:
 # warm-up, keeps learning (65% at step 160, still rising). Both claims
 # stand: warm-up is what lets a post-norm stack start at all, and pre-norm
 # needs less of it, which is why later models (GPT-2 onwards) normalise
-# first. Another seed moves these numbers by a few points, not their
-# order. If your post-norm model trains as well without warm-up as with it,
+# first. (One run's numbers, with one seed.) If your post-norm model
+# trains as well without warm-up as with it,
 # compare your `AddNorm` with Exercise 4 and your schedule with Exercise 9.
 
 # %% [markdown]
