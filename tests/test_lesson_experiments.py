@@ -146,7 +146,9 @@ def test_pre_norm_transformer_is_causal_masks_padding_and_trains():
     assert isinstance(model.decoder.blocks[0].ffn, T.FeedForward)
     assert hasattr(model.decoder.blocks[0], "cross_attention")
     assert not hasattr(model.encoder.blocks[0], "cross_attention")
-    model.compile(keras.optimizers.Adam(1e-2), loss=T.masked_loss(0.0))
+    model.compile(
+        keras.optimizers.Adam(1e-2), loss=T.masked_loss(0.0), jit_compile=False
+    )
     labels = np.roll(target, -1, axis=1)
     batches = X.training_batches((source, target), labels, batch_size=6)
     curve = X.fit_steps(model, batches, steps=40, every=10)
@@ -159,6 +161,7 @@ def test_fit_steps_records_one_point_per_every_steps():
         keras.optimizers.Adam(1e-3),
         loss=T.masked_loss(0.0),
         metrics=[T.masked_accuracy],
+        jit_compile=False,  # XLA's compile would cost more than these steps
     )
     source, target = pairs()
     batches = X.training_batches(
