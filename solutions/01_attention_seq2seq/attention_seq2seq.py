@@ -1010,8 +1010,11 @@ if RUN_EXPERIMENTS:
 # inside the loop, where Luong's decoder GRU runs first and the attention
 # then covers all steps in a few matrix products. In the same minute it
 # trains half as many epochs: **96.85% of the 2,000 test dates exactly
-# right after 5 epochs** (97.35% after 6), against Luong's 99.55% after 10
-# (and the plain model's 66.2%). The right-hand plot shows where the
+# right after 5 epochs** (97.35% after 6; the same in every run we made),
+# against Luong's 98.2% to 99.55% after 10 (its last epochs differ from run
+# to run: TensorFlow's multithreaded CPU kernels do not add in a fixed
+# order, and a small difference grows over epochs) and the plain model's
+# 66.2%. The right-hand plot shows where the
 # difference lies: on inputs up to 35 characters both are above 99%; on the
 # longest ones, pairs of long dates, Bahdanau's model falls to about 93%
 # (35 to 50 characters) and 68% (50 and more) after 5 epochs, where Luong's
@@ -1024,8 +1027,9 @@ if RUN_EXPERIMENTS:
 # attention does not reach the decoder: check that the step attends with
 # the *previous* state and feeds $[x_t; c_t]$ to the cell (the checks above
 # test one step; here a mistake compounds over 22). A curve that dips for
-# an epoch and recovers is Adam at this learning rate (Luong's dips at
-# epoch 9 in our run), not a bug.
+# an epoch and recovers is Adam at this learning rate (Luong's validation
+# accuracy fell from 99.9% to 99.3% at epoch 9 in one of our runs), not a
+# bug.
 #
 # Where does each model look? The same input, one heatmap per model. A row
 # of Bahdanau's map is the attention computed *before* the character of
@@ -1068,7 +1072,7 @@ if RUN_EXPERIMENTS:
 #   time. Trained on the same dates, it learns as fast per epoch (99.76%
 #   validation accuracy per character after 5 epochs, Luong 99.75%) but each
 #   epoch costs twice as much: 96.85% exact match after 5 epochs against
-#   Luong's 99.55% after 10.
+#   Luong's 98.2% to 99.55% after 10.
 # * The papers write columns and $W x$; Keras writes rows and $x W$ with a
 #   kernel $(d_\text{in}, d_\text{out})$, the papers' matrix transposed.
 #   Either works if the shape you create and the product you compute agree.
