@@ -1030,10 +1030,10 @@ if RUN_EXPERIMENTS:
 # classes with one piece removed or changed, and measure. The models are
 # small and train for a few hundred steps on the dates written in at most
 # 20 characters (4 dates in 5; shorter sequences make faster runs); the
-# section took about 4 minutes of processor time in our run. Beside each
-# experiment is what our run printed: yours will differ in the digits
-# (other seeds, other hardware), not in the conclusion. Where it differs in
-# the conclusion, the text says what that means.
+# section took 152 s in our run on 2 CPU cores (shared with other work).
+# Beside each experiment is what our run printed (seeded: on other hardware
+# or another TensorFlow the digits may differ), and what it means if yours
+# says something else.
 #
 # `train` below compiles a model and trains it for a number of steps
 # (`lx.fit_steps`), recording the mean loss and accuracy every few steps.
