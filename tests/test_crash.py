@@ -294,3 +294,15 @@ def test_a_model_on_a_layer_that_does_not_take_its_weights(monkeypatch):
     )
     assert not passed
     assert "builds on your `Encoder` (check_encoder)" in message
+
+
+def test_one_line_when_both_operands_of_a_product_are_the_same_weight():
+    """`W_a (6, 4) @ W_a (6, 4)`-like products: the transposed-operand line
+    fits the first operand and the second, and is said once."""
+    lines = crash.explain(
+        "Matrix size-incompatible: In[0]: [6,4], In[1]: [6,4] [Op:MatMul]",
+        [("`query`", (2, 3, 4)), ("`W_a`", (6, 4)), ("`keys`", (2, 5, 6))],
+        weights=[("W_a", (6, 4))],
+    )
+    assert len(lines) == len(set(lines))
+    assert sum("would fit with its last two axes swapped" in x for x in lines) == 1

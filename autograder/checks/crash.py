@@ -366,6 +366,7 @@ def _matmul(op, a, b, names, weights, sizes=frozenset()):
                 f"does not fit a first operand of last axis {a[-1]}; "
                 f"`{fits[0]}` does: are `{w_name}` and `{fits[0]}` swapped?"
             )
+    lines = list(dict.fromkeys(lines))  # both operands may give one line
     rules = [x for x in lines if x.startswith("A ")]
     return rules + [x for x in lines if x not in rules]
 
