@@ -149,8 +149,8 @@ def grading():
 
 #: Training settings of Assignment 1, measured on 2 CPU cores: the Luong
 #: model reaches 98.2% to 99.8% exact match at epoch 10 (runs differ after
-#: epoch 6: oneDNN's threads sum in varying order), and the notebook with its
-#: three models runs in under 5 minutes. KIT_QUICK=1 (the tests) trains
+#: epoch 6; measured in two runs), and the notebook with its three models
+#: runs in under 5 minutes. KIT_QUICK=1 (the tests) trains
 #: briefly instead.
 QUICK = os.environ.get("KIT_QUICK") == "1"
 EPOCHS = 1 if QUICK else 10
