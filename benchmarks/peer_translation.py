@@ -209,7 +209,7 @@ def train_peer(train, budget, seed=0):
         metrics=["accuracy"],
     )
     clock = L.TimeBudget(budget)
-    model.fit(data, epochs=10_000, verbose=0, callbacks=[clock])
+    model.fit(data, epochs=10_000, verbose=0, shuffle=False, callbacks=[clock])
     return model, source_vec, target_vec, clock
 
 

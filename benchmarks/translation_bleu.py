@@ -11,7 +11,10 @@ is spent. Then greedy decoding of the 2,000-pair test split and
 case-insensitive corpus BLEU with sacrebleu (13a tokenisation; goal >= 30).
 Measured (2 CPU cores shared with other training runs): 8,027 steps (4.47
 epochs) at 4,031 target tokens/s in 1200 s, BLEU 47.03 on the 2,000 test
-pairs. `--corpus kor-eng` is far smaller (5,749 pairs; 500 for testing).
+pairs. The notebook's layers, step by step on the same split: BLEU 15.0
+after 1,000 steps, 27.5 after 1,500, 32.9 after 2,000, 35.8 after 2,500.
+`--corpus kor-eng` is far smaller (5,749 pairs; 500 for testing, a 4,000
+vocabulary): BLEU 11.8 after 1,000 steps, 17.7 after 2,000, 19.7 after 2,600.
 
 oneDNN is switched on here (`TF_ENABLE_ONEDNN_OPTS=1` unless set): the kit
 switches it off for grading, where identical numerics matter more than
