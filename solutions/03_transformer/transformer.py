@@ -1042,7 +1042,8 @@ if RUN_EXPERIMENTS:
 # classes with one piece removed or changed, and measure. The models are
 # small and train for a few hundred steps on the dates written in at most
 # 20 characters (4 dates in 5; shorter sequences make faster runs); the
-# section took 152 s in our run on 2 CPU cores (shared with other work).
+# section took 152 and 184 s in two of our runs on 2 CPU cores (shared
+# with other work).
 # Beside each experiment is what our run printed (seeded: on other hardware
 # or another TensorFlow the digits may differ), and what it means if yours
 # says something else.
