@@ -620,7 +620,7 @@ def beam_search(
     finished = np.zeros((rows, width), dtype=bool)
     lengths = np.zeros((rows, width), dtype="int64")
     first = np.arange(rows)[:, None] * width
-    for _ in range(max_length):
+    for _step in range(max_length):
         log_probs = next_log_probs(sources, tokens)
         vocab = log_probs.shape[-1]
         log_probs = log_probs.reshape(rows, width, vocab)
@@ -749,7 +749,8 @@ def encoder_self_attention(
     chosen = range(len(blocks))[layer]
     for block in blocks[:chosen]:
         x = block(x, mask=mask, training=False)
-    keys = None if mask is None else ops.cast(mask, "bool")[:, None, :]
+    # the padding of the keys, for every query: (1, 1, S)
+    keys = None if mask is None else ops.expand_dims(ops.cast(mask, "bool"), 1)
     _, scores = getattr(blocks[chosen], attention)(
         x, x, attention_mask=keys, return_attention_scores=True, training=False
     )
