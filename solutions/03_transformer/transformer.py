@@ -967,8 +967,8 @@ check_greedy_decode(greedy_decode, cases="hidden")
 # second after a 20-second compilation, so the clock may stop it near
 # 1,000 steps. Around there the result still moves from run to run: 99.35%
 # after 1,000 steps in one run, 94.65% after 980 in a full run of this
-# notebook (oneDNN's parallel sums differ between runs, and the learning
-# rate is still high). Give it the 4 epochs (`lt.TimeBudget(420)`, about 7
+# notebook, with the same seed (training on a CPU is not repeatable bit
+# for bit, and there the learning rate is still high). Give it the 4 epochs (`lt.TimeBudget(420)`, about 7
 # minutes here) for 99.5% and more (99.85% after 1,500 steps).
 #
 # `jit_compile=True` compiles each training step with XLA, which fuses the
