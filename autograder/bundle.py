@@ -51,6 +51,7 @@ STUDENT_MODULES = (
     "quiet.py",
     "lesson.py",
     "lesson_attention.py",
+    "lesson_experiments.py",
     "lesson_seq2seq.py",
     "lesson_transformer.py",
     "checks/__init__.py",

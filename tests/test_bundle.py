@@ -383,3 +383,30 @@ def test_validate_button_on_an_older_tensorflow(bundle, tmp_path):
     assert "VALIDATION FAILED" in failed, failed[-3000:]
     assert "check_scaled_dot_product_attention" in failed
     assert "sqrt" in failed  # the check's hint names the missing scale
+
+
+def test_every_module_a_notebook_imports_is_shipped():
+    """A notebook's `from autograder import X` / `from autograder.data import
+    Y` needs X and Y in the student bundle (fast: reads the sources only)."""
+    from autograder.bundle import DATA_FILES, STUDENT_MODULES
+
+    needed = set()
+    for source in sorted((ROOT / "solutions").glob("*/*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "autograder",
+                "autograder.data",
+            ):
+                folder = "" if node.module == "autograder" else "data/"
+                needed |= {(source.name, folder + a.name) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "autograder."
+            ):
+                parts = node.module.split(".")[1:]
+                if parts[0] != "data":
+                    needed.add((source.name, "/".join(parts)))
+    shipped = {m.removesuffix(".py").removesuffix("/__init__") for m in STUDENT_MODULES}
+    shipped |= {"data/" + f.removesuffix(".py") for f in DATA_FILES}
+    missing = sorted((nb, name) for nb, name in needed if name not in shipped)
+    assert len(needed) > 5
+    assert missing == []

@@ -226,3 +226,14 @@ def test_layer_gradient_norms_one_per_layer_and_no_update():
             np.testing.assert_array_equal(w.numpy(), b)
     # post-norm: the decoder's last layer gets a larger gradient than its first
     assert norms["decoder"][-1] > norms["decoder"][0]
+
+
+def test_the_pre_norm_model_is_left_out_of_the_student_kit(monkeypatch):
+    from autograder.bundle import STUDENT_MODULES
+
+    assert "lesson_prenorm.py" not in STUDENT_MODULES
+    assert "lesson_experiments.py" in STUDENT_MODULES
+    assert X.HAS_PRE_NORM  # the full kit has it
+    monkeypatch.setattr(X, "HAS_PRE_NORM", False)
+    with pytest.raises(AttributeError, match="ships with the solutions"):
+        X.PreNormTransformer  # noqa: B018
