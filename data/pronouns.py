@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dates import _check_int  # one validation of integer arguments
+
 __all__ = [
     "CREATURES",
     "CREATURE_PREDICATES",
@@ -279,20 +281,6 @@ def _combinations(split: str) -> dict[str, list[tuple[str, str]]]:
             ("place", PLACES, PLACE_PREDICATES),
         )
     }
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`, expected an "
-            f"integer >= {minimum}. Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"Received an invalid value for argument `{name}`, expected an "
-            f"integer >= {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
 
 
 def load_pronouns(split: str, size: int | None = None, seed: int = 0) -> PronounSplit:
