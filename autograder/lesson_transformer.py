@@ -43,6 +43,7 @@ __all__ = [
     "plot_positional_encoding",
     "plot_relative_positions",
     "relative_position_fit",
+    "scaled",
     "sentence_bleu",
     "side_by_side",
     "tidy",
@@ -801,6 +802,45 @@ def plot_cross_attention(scores, source_tokens, target_tokens, columns=4, title=
 
 # --------------------------------------------------------------------------
 # Training within a time budget
+
+
+class scaled(keras.optimizers.schedules.LearningRateSchedule):  # noqa: N801
+    """A learning-rate schedule multiplied by a constant: `factor * schedule(step)`.
+
+    The paper's warm-up schedule has no free constant: its peak,
+    `(d_model * warmup_steps)^-1/2`, is 0.0063 for `d_model` 64 and 400
+    warm-up steps, high enough for a small model's training to jump from
+    one solution to the next. Implementations that use the schedule on
+    other sizes (tensor2tensor's `learning_rate_constant`) multiply it by
+    a constant; this is that constant.
+
+    Args:
+        schedule: a `LearningRateSchedule` (the student's `WarmupSchedule`).
+        factor: a positive number.
+    """
+
+    def __init__(self, schedule, factor):
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            raise TypeError(
+                "Expected `schedule` to be a keras LearningRateSchedule (e.g. your "
+                f"WarmupSchedule). Received: {schedule!r}"
+            )
+        number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
+        if not (number and factor > 0):
+            raise ValueError(
+                f"Expected `factor` to be a positive number. Received: {factor!r}"
+            )
+        self.schedule = schedule
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        return self.schedule(step) * self.factor
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "factor": self.factor,
+        }
 
 
 class TimeBudget(keras.callbacks.Callback):

@@ -26,6 +26,11 @@ writes no punctuation, so BLEU is also printed with punctuation removed from
 every translation and reference (`--` column), which is the fairer number
 for the peer; the kit's model must be at least as high on both.
 
+One full run on 2 CPU cores (Python 3.11, TensorFlow 2.21): the kit 48.73
+BLEU (46.58 without punctuation) after 10,480 steps; the recipe 17.63
+(24.32) after 1,276 steps of its 19,187,125-parameter model; 22 s and 84 s
+to translate the 2,000 test pairs.
+
 Takes about 2 x budget + 5 minutes. On a shared machine, run it niced:
 
     KIT_DATA_MIRROR=../shared/data nice -n 10 python benchmarks/peer_translation.py

@@ -348,3 +348,30 @@ def test_compiled_model_gives_the_models_outputs_for_any_shape():
     np.testing.assert_array_equal(
         T.greedy_decode(fast, source, 2, 3, 5), T.greedy_decode(model, source, 2, 3, 5)
     )
+
+
+def test_scaled_multiplies_a_schedule_and_serialises():
+    schedule = T.WarmupSchedule(64, 400)
+    half = L.scaled(schedule, 0.5)
+    steps = np.array([0, 10, 399, 400, 5000])
+    for step in steps:
+        assert float(half(step)) == pytest.approx(0.5 * float(schedule(step)), rel=1e-6)
+    # the date model's peak: (64 * 400)^-1/2 = 0.00625, halved
+    assert float(half(399)) == pytest.approx(0.003125, rel=1e-3)
+    optimizer = keras.optimizers.Adam(half)
+    assert float(optimizer.learning_rate) == pytest.approx(
+        0.5 * float(schedule(0)), rel=1e-6
+    )
+    config = half.get_config()
+    assert config["factor"] == 0.5
+
+
+@pytest.mark.parametrize("factor", [0, -1.0, True, "0.5", None])
+def test_scaled_rejects_a_factor_that_is_not_positive(factor):
+    with pytest.raises(ValueError, match="positive number"):
+        L.scaled(T.WarmupSchedule(64, 400), factor)
+
+
+def test_scaled_rejects_a_schedule_that_is_not_one():
+    with pytest.raises(TypeError, match="LearningRateSchedule"):
+        L.scaled(0.001, 0.5)
