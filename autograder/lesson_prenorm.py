@@ -9,14 +9,14 @@ it ships with the solutions. `lesson_experiments.PreNormTransformer`
 imports it from here where it is installed.
 """
 
-import contextlib
-
 from autograder.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
 import keras  # noqa: E402  (after the quiet import)
 from keras import ops  # noqa: E402
+
+from autograder.reference import transformer as reference  # noqa: E402
 
 __all__ = ["PreNormLayer", "PreNormStack", "PreNormTransformer"]
 
@@ -132,12 +132,6 @@ class PreNormTransformer(keras.Model):
         self.decoder = PreNormStack(*sizes, target_vocab, parts, True, dropout)
         self.final = keras.layers.Dense(target_vocab)
 
-    def call(self, inputs, training=None):
-        source, target = inputs
-        context = self.encoder(source, training=training)
-        context_mask = self.encoder.compute_mask(source)
-        x = self.decoder(target, context, context_mask=context_mask, training=training)
-        logits = self.final(x)
-        with contextlib.suppress(AttributeError):
-            del logits._keras_mask
-        return logits
+    # The reference Transformer's forward pass: it only uses `encoder`,
+    # `decoder` and `final`, which this model has too.
+    call = reference.Transformer.call
