@@ -171,8 +171,9 @@ def bucketed_batches(
     """A `tf.data.Dataset` of teacher-forcing batches padded to their own length.
 
     Every epoch shuffles the examples, sorts chunks of 16 batches by source
-    length and pads each batch only to its longest source and target, then
-    shuffles the order of the batches. Short inputs then cost short RNN
+    length (rounded up to `multiple`; examples of one rounded length keep
+    their random order) and pads each batch only to its longest source and
+    target, then shuffles the order of the batches. Short inputs then cost short RNN
     loops, which makes an epoch about 2.5 times faster on CPU than padding
     everything to the longest input, while batches still mix lengths across
     epochs.
@@ -200,7 +201,13 @@ def bucketed_batches(
     rng = np.random.default_rng(seed)
     source_lengths = (sources != 0).sum(axis=1)
     target_lengths = (decoder_targets != 0).sum(axis=1)
-    key = source_lengths * 1000 + target_lengths if by_target else source_lengths
+    # Sorted by the padded (rounded) lengths: the sort is stable over a random
+    # order, so the examples that pad to one shape stay shuffled among
+    # themselves and a batch mixes all of them, not only those of one exact
+    # length (on the date task, one length is often one or two formats).
+    source_key = -(-source_lengths // multiple)
+    target_key = -(-target_lengths // multiple)
+    key = source_key * (target_key.max() + 1) + target_key if by_target else source_key
     count = len(source_lengths)
 
     def rounded(n, limit):

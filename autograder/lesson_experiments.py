@@ -43,8 +43,11 @@ __all__ = [
     "logits_without_source_positions",
     "order_blindness",
     "plot_curves",
+    "restart",
+    "starting_weights",
     "token_embedding",
     "training_batches",
+    "warmup_switch",
     "without_warmup",
 ]
 
@@ -98,6 +101,32 @@ def fit_steps(model, batches, steps, every=25, verbose=0):
     curve["steps"] = every * np.arange(1, len(curve["loss"]) + 1)
     curve["seconds"] = time.perf_counter() - started
     return curve
+
+
+def starting_weights(model, inputs):
+    """Build `model` by calling it once on `inputs`; its weights, to `restart` from.
+
+    Building on a call draws the same initial weights as building in `fit`
+    (the same layers, created in the same order, with the same seed).
+    """
+    model(inputs, training=False)
+    return model.get_weights()
+
+
+def restart(model, weights):
+    """Put a compiled model back where its training started, compiled step kept.
+
+    Sets `weights` (from `starting_weights`) and zeroes the optimizer's state
+    (its step count and Adam's moment estimates), so the next `fit_steps`
+    trains as a fresh model would, from the same start, without tracing and
+    compiling the training step again (for a 4 + 4-layer model on 2 CPU
+    cores, XLA's compiling takes about 20 s, the 120 steps 5 s).
+    """
+    if model.optimizer is None or not model.optimizer.built:
+        raise ValueError("restart() is for a model that has been compiled and trained")
+    model.set_weights(weights)
+    for variable in model.optimizer.variables:
+        variable.assign(ops.zeros(variable.shape, variable.dtype))
 
 
 def plot_curves(curves, quantity="loss", ax=None, title=None, logy=False):
@@ -317,7 +346,24 @@ def order_blindness(model, source, target, seed=0):
 # Warm-up
 
 
-class without_warmup(keras.optimizers.schedules.LearningRateSchedule):  # noqa: N801
+class _Rewarmed(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule wrapping a warm-up schedule (its config holds the wrapped one)."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+        self.warmup_steps = schedule.warmup_steps
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+class without_warmup(_Rewarmed):  # noqa: N801
     """A warm-up schedule started at its peak: `schedule(max(step, warmup - 1))`.
 
     The same learning rates as `schedule` after the warm-up, and the peak
@@ -329,16 +375,37 @@ class without_warmup(keras.optimizers.schedules.LearningRateSchedule):  # noqa: 
             `WarmupSchedule`).
     """
 
-    def __init__(self, schedule):
-        self.schedule = schedule
-        self.warmup_steps = schedule.warmup_steps
-
     def __call__(self, step):
         step = ops.maximum(ops.cast(step, "float32"), float(self.warmup_steps - 1))
         return self.schedule(step)
 
+
+class warmup_switch(_Rewarmed):  # noqa: N801
+    """A warm-up schedule whose warm-up is switched on or off between runs.
+
+    `switch.warm.assign(True)`: the rates of `schedule`; `assign(False)`: those
+    of `without_warmup(schedule)`. The switch is a variable read at each
+    step, so one compiled model trains both ways (see `restart`) where two
+    schedules would need two compilations.
+
+    Args:
+        schedule: a schedule with attribute `warmup_steps`.
+        warm: the switch's first position.
+    """
+
+    def __init__(self, schedule, warm=True):
+        super().__init__(schedule)
+        self.warm = keras.Variable(
+            bool(warm), dtype="bool", trainable=False, name="warm"
+        )
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        peak = ops.maximum(step, float(self.warmup_steps - 1))
+        return self.schedule(ops.where(self.warm, step, peak))
+
     def get_config(self):
-        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+        return {**super().get_config(), "warm": bool(ops.convert_to_numpy(self.warm))}
 
 
 def layer_gradient_norms(model, inputs, labels, loss):

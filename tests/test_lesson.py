@@ -26,6 +26,29 @@ def test_bucketed_batches_cover_every_example_once_padded_per_batch():
     assert len(dataset) == -(-len(split) // 64)
 
 
+def test_rounded_batches_mix_every_length_that_pads_alike():
+    """With `multiple`, a batch is drawn from all examples of its padded
+    length, in random order: not from one exact length (on the date task one
+    length is often one format), and the shapes stay the rounded ones."""
+    rng = np.random.default_rng(0)
+    lengths = np.repeat(np.arange(1, 17), 64)  # 16 lengths, 64 of each
+    x = np.zeros((len(lengths), 16), "int32")
+    for row, n in enumerate(lengths):
+        x[row, :n] = rng.integers(1, 9, n)
+    y = np.ones((len(lengths), 3), "int32")
+    for multiple, shapes in ((8, {8, 16}), (1, set(range(1, 17)))):
+        batches = list(
+            lesson.bucketed_batches(x, y, y, batch_size=64, seed=3, multiple=multiple)
+        )
+        widths = [batch[0][0].shape[1] for batch in batches]
+        assert set(widths) == shapes and len(batches) == 16
+        mixed = [len(set((b[0][0].numpy() != 0).sum(1))) for b in batches]
+        if multiple == 1:  # sorted by exact length: one length per batch
+            assert max(mixed) == 1
+        else:  # the 8 lengths of a bucket in every batch
+            assert min(mixed) == 8
+
+
 def test_greedy_decode_feeds_back_its_predictions():
     """A 'model' that predicts (previous token + 1) at every step."""
 

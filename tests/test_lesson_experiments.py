@@ -120,6 +120,78 @@ def test_without_warmup_starts_at_the_peak_then_follows_the_schedule():
     assert float(ops.convert_to_numpy(schedule(0))) < peak / 50
 
 
+def test_warmup_switch_gives_either_schedule_without_a_new_trace():
+    import tensorflow as tf
+
+    schedule = T.WarmupSchedule(64, 100)
+    switch = X.warmup_switch(schedule)
+    steps = np.array([0, 10, 98, 99, 100, 500])
+    traces = []
+
+    @tf.function
+    def rates(step):
+        traces.append(1)
+        return switch(step)
+
+    warm = ops.convert_to_numpy(rates(tf.constant(steps)))
+    np.testing.assert_allclose(warm, ops.convert_to_numpy(schedule(steps)), rtol=1e-6)
+    switch.warm.assign(False)
+    flat = ops.convert_to_numpy(rates(tf.constant(steps)))
+    np.testing.assert_allclose(
+        flat, ops.convert_to_numpy(X.without_warmup(schedule)(steps)), rtol=1e-6
+    )
+    assert len(traces) == 1  # one graph, both ways
+    assert switch.get_config()["warm"] is False
+    rebuilt = X.warmup_switch.from_config(switch.get_config())
+    assert ops.convert_to_numpy(rebuilt.warm).item() is False
+    np.testing.assert_allclose(ops.convert_to_numpy(rebuilt(steps)), flat, rtol=1e-6)
+    again = X.without_warmup.from_config(X.without_warmup(schedule).get_config())
+    np.testing.assert_allclose(ops.convert_to_numpy(again(steps)), flat, rtol=1e-6)
+
+
+def test_restart_trains_again_as_a_fresh_model_without_recompiling():
+    source, target = pairs()
+    labels = np.roll(target, -1, axis=1)
+
+    def compiled(model, schedule):
+        model.compile(
+            keras.optimizers.Adam(schedule, beta_2=0.98, epsilon=1e-9),
+            loss=T.masked_loss(0.1),
+            metrics=[T.masked_accuracy],
+            jit_compile=False,
+        )
+        return model
+
+    def batches():
+        return X.training_batches((source, target), labels, batch_size=3, seed=2)
+
+    schedule = T.WarmupSchedule(16, 10)
+    # two fresh models: warm-up on, then off
+    fresh = {}
+    for warm in (True, False):
+        model = compiled(tiny(), schedule if warm else X.without_warmup(schedule))
+        fresh[warm] = X.fit_steps(model, batches(), steps=8, every=4)["loss"]
+    assert np.abs(fresh[True] - fresh[False]).max() > 1e-3
+    # one model, its weights taken before training, restarted with the switch flipped
+    model = tiny()
+    start = X.starting_weights(model, (source, target))
+    switch = X.warmup_switch(schedule)
+    compiled(model, switch)
+    with pytest.raises(ValueError, match="compiled and trained"):
+        X.restart(model, start)
+    first = X.fit_steps(model, batches(), steps=8, every=4)["loss"]
+    step_function = model.train_function
+    X.restart(model, start)
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0
+    for now, then in zip(model.get_weights(), start, strict=True):
+        np.testing.assert_array_equal(now, then)
+    switch.warm.assign(False)
+    second = X.fit_steps(model, batches(), steps=8, every=4)["loss"]
+    assert model.train_function is step_function  # not traced again
+    np.testing.assert_allclose(first, fresh[True], rtol=1e-5)
+    np.testing.assert_allclose(second, fresh[False], rtol=1e-5)
+
+
 def test_pre_norm_transformer_is_causal_masks_padding_and_trains():
     keras.utils.set_random_seed(0)
     model = X.PreNormTransformer(

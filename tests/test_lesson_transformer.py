@@ -1,5 +1,7 @@
 """Helpers of Assignment 3's notebook: positions, data, BLEU, attention, budget."""
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -205,6 +207,24 @@ def test_translate_decodes_with_the_given_decoder(small_corpus):
 
     assert data.translate(model, sentences, 6, decode=decode) == [""] * 5
     assert calls == [(5, L.START, L.END, 6)]
+    # a length limit per batch, from its longest source, never past max_length
+    calls.clear()
+    lengths = data.source_tokenizer.tokenize(sentences).row_lengths().numpy()
+    order = np.argsort(lengths, kind="stable")
+    data.translate(
+        model, sentences, 60, decode=decode, batch_size=2, length_limit=(0.5, 1.2)
+    )
+    expected = [
+        min(60, math.ceil(0.5 * lengths[order[i : i + 2]].max() + 1.2))
+        for i in range(0, 5, 2)
+    ]
+    assert [call[3] for call in calls] == expected
+    calls.clear()
+    data.translate(model, sentences, 3, decode=decode, length_limit=(2, 10))
+    assert calls[0][3] == 3
+    for bad in [(-1, 5), (1, float("nan")), ("x", 1)]:
+        with pytest.raises(ValueError):
+            data.translate(model, sentences, 6, decode=decode, length_limit=bad)
 
     def decode_past_the_end(model, source, start_id, end_id, max_length):
         return np.tile([10, end_id, 11], (len(source), 1))
