@@ -32,6 +32,8 @@ import_tensorflow_quietly()
 import keras  # noqa: E402  (after the quiet import)
 from keras import ops  # noqa: E402
 
+from autograder.lesson_transformer import WrappedSchedule  # noqa: E402
+
 __all__ = [
     "HAS_PRE_NORM",
     "causal_mask_removed",
@@ -346,21 +348,12 @@ def order_blindness(model, source, target, seed=0):
 # Warm-up
 
 
-class _Rewarmed(keras.optimizers.schedules.LearningRateSchedule):
+class _Rewarmed(WrappedSchedule):
     """A schedule wrapping a warm-up schedule (its config holds the wrapped one)."""
 
     def __init__(self, schedule):
         self.schedule = schedule
         self.warmup_steps = schedule.warmup_steps
-
-    def get_config(self):
-        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
-        return cls(**config)
 
 
 class without_warmup(_Rewarmed):  # noqa: N801

@@ -825,7 +825,21 @@ def plot_cross_attention(scores, source_tokens, target_tokens, columns=4, title=
 # Training within a time budget
 
 
-class scaled(keras.optimizers.schedules.LearningRateSchedule):  # noqa: N801
+class WrappedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A schedule built on another (`self.schedule`): its config holds the
+    wrapped schedule serialised, and `from_config` rebuilds it."""
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+class scaled(WrappedSchedule):  # noqa: N801
     """A learning-rate schedule multiplied by a constant: `factor * schedule(step)`.
 
     The paper's warm-up schedule has no free constant: its peak,
@@ -858,10 +872,7 @@ class scaled(keras.optimizers.schedules.LearningRateSchedule):  # noqa: N801
         return self.schedule(step) * self.factor
 
     def get_config(self):
-        return {
-            "schedule": keras.saving.serialize_keras_object(self.schedule),
-            "factor": self.factor,
-        }
+        return {**super().get_config(), "factor": self.factor}
 
 
 class TimeBudget(keras.callbacks.Callback):
